@@ -1,0 +1,296 @@
+/*
+** Response bodies to plain Lua tables, through a private lua-cjson instance.
+**
+** lua-cjson does the parsing; this file validates the shape the API documents and
+** fixes up the two things Debian's lua-cjson 2.1 gets wrong for us: it decodes every
+** number as a float on Lua 5.3+, and it decodes null as a lightuserdata sentinel.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "private.h"
+
+/* Registry key of the private instance's decode function. */
+static const char DECODE_KEY = 'd';
+
+/* Deeper than any page needs; bounds the recursion of normalize_table. */
+#define MAX_JSON_DEPTH 64
+
+/* Doubles hold every integer up to 2^53 exactly; past that "integral" means nothing. */
+#define MAX_EXACT_INTEGER 9007199254740992.0
+
+/*
+** Loads lua-cjson, makes a private instance with cjson.new() so that no setting of the
+** global one leaks into ours (or ours into it), and keeps its decode function in the
+** registry.
+*/
+int wf_decode_open(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+    return luaL_error(L, "workflows.core needs lua-cjson: %s", lua_tostring(L, -1));
+  if (wf_getfield(L, -1, "new") != LUA_TFUNCTION)
+    return luaL_error(L, "workflows.core needs lua-cjson 2.1 or later (no cjson.new)");
+  lua_call(L, 0, 1);                          /* cjson instance */
+  if (wf_getfield(L, -1, "decode_max_depth") == LUA_TFUNCTION) {
+    lua_pushinteger(L, MAX_JSON_DEPTH);
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+  if (wf_getfield(L, -1, "decode_invalid_numbers") == LUA_TFUNCTION) {
+    lua_pushboolean(L, 0);                    /* NaN, Infinity and hex are not JSON */
+    lua_call(L, 1, 0);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushlightuserdata(L, (void *)&DECODE_KEY);
+  if (wf_getfield(L, -2, "decode") != LUA_TFUNCTION)
+    return luaL_error(L, "workflows.core: lua-cjson has no decode function");
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 2);                              /* instance, cjson */
+  return 0;
+}
+
+/* Pushes the decoded body and returns 1, or pushes cjson's message and returns 0. */
+static int decode_json(lua_State *L, const char *body, size_t len) {
+  lua_pushlightuserdata(L, (void *)&DECODE_KEY);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_pushlstring(L, body, len);
+  return lua_pcall(L, 1, 1, 0) == LUA_OK;
+}
+
+static int is_json_null(lua_State *L, int i) {
+  return lua_type(L, i) == LUA_TLIGHTUSERDATA;
+}
+
+/* A decoded JSON array has keys 1..n only; a decoded object has string keys only. */
+static int is_array(lua_State *L, int t) {
+  t = lua_absindex(L, t);                     /* callers pass -1; the nil below moves it */
+  if (lua_rawlen(L, t) > 0) return 1;
+  lua_pushnil(L);
+  if (lua_next(L, t)) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  return 1;                                   /* [] and {} look alike: call it empty */
+}
+
+static const char *json_type_name(lua_State *L, int i) {
+  switch (lua_type(L, i)) {
+    case LUA_TNONE:
+    case LUA_TNIL: return "missing";
+    case LUA_TLIGHTUSERDATA: return "null";
+    case LUA_TBOOLEAN: return "a boolean";
+    case LUA_TNUMBER: return "a number";
+    case LUA_TSTRING: return "a string";
+    case LUA_TTABLE: return is_array(L, i) ? "an array" : "an object";
+    default: return "not JSON";
+  }
+}
+
+static int number_is_integral(lua_Number d) {
+  return d == floor(d) && d >= -MAX_EXACT_INTEGER && d <= MAX_EXACT_INTEGER;
+}
+
+/*
+** Rewrites table t in place: null members are removed, integral numbers become
+** integers, nested tables likewise. Assigning to existing keys during lua_next is
+** allowed, removing them too.
+*/
+static void normalize_table(lua_State *L, int t) {
+  luaL_checkstack(L, 4, "JSON too deep");
+  lua_pushnil(L);
+  while (lua_next(L, t)) {                    /* key value */
+    switch (lua_type(L, -1)) {
+      case LUA_TLIGHTUSERDATA:
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, t);
+        break;
+#if WF_HAS_INTEGERS
+      case LUA_TNUMBER: {
+        lua_Number d;
+        if (lua_isinteger(L, -1)) {
+          lua_pop(L, 1);
+          break;
+        }
+        d = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+        if (number_is_integral(d)) {
+          lua_pushvalue(L, -1);
+          lua_pushinteger(L, (lua_Integer)d);
+          lua_rawset(L, t);
+        }
+        break;
+      }
+#endif
+      case LUA_TTABLE:
+        normalize_table(L, lua_gettop(L));
+        lua_pop(L, 1);
+        break;
+      default:
+        lua_pop(L, 1);
+    }
+  }
+}
+
+/*
+** Leaves an integer (or, on Luas without integers, an integral number) at the top
+** and returns 1; otherwise pops it, pushes a message about `path` and returns 0.
+*/
+static int check_integer(lua_State *L, const char *path) {
+  lua_Number d;
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    if (lua_isinteger(L, -1)) return 1;
+    d = lua_tonumber(L, -1);
+    if (number_is_integral(d)) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, (lua_Integer)d);
+      return 1;
+    }
+    lua_pop(L, 1);
+    lua_pushfstring(L, "%s is %f, expected an integer", path, (double)d);
+    return 0;
+  }
+  lua_pushfstring(L, "%s is %s, expected an integer", path, json_type_name(L, -1));
+  lua_remove(L, -2);
+  return 0;
+}
+
+/* Pops the value at the top and pushes "<path> is <what it is>, expected <expected>". */
+static int wrong_type(lua_State *L, const char *path, const char *expected) {
+  lua_pushfstring(L, "%s is %s, expected %s", path, json_type_name(L, -1), expected);
+  lua_remove(L, -2);
+  return 0;
+}
+
+/* An envelope member may be absent or null; present, it must have its type. */
+static int check_optional(lua_State *L, int root, const char *key, int type,
+                          const char *expected) {
+  int actual = wf_getfield(L, root, key);
+  if (actual == LUA_TNIL || is_json_null(L, -1) || actual == type) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return wrong_type(L, key, expected);
+}
+
+/* Decodes JSON and checks that it is an object; on failure the message is pushed. */
+static int push_object(lua_State *L, const char *body, size_t len) {
+  if (len == 0) {
+    lua_pushliteral(L, "response body is empty, expected a JSON object");
+    return 0;
+  }
+  if (!decode_json(L, body, len)) {
+    const char *why = lua_tostring(L, -1);
+    lua_pushfstring(L, "invalid JSON: %s", why ? why : "not a string");
+    lua_remove(L, -2);
+    return 0;
+  }
+  if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) > 0)
+    return wrong_type(L, "response", "a JSON object");
+  return 1;
+}
+
+/*
+** Decodes a 2xx body into the page table: the envelope's `data` object, validated,
+** normalized and given `requestId` (the body's, else the header's). Returns 1 with
+** the page pushed, or 0 with a message naming what was wrong and where.
+*/
+int wf_push_page(lua_State *L, const char *body, size_t len,
+                 const char *header_request_id) {
+  int root, data, items;
+  lua_Integer i, n;
+  char path[48];
+
+  if (!push_object(L, body, len)) return 0;
+  root = lua_gettop(L);
+  if (!check_optional(L, root, "code", LUA_TNUMBER, "an integer") ||
+      !check_optional(L, root, "message", LUA_TSTRING, "a string") ||
+      !check_optional(L, root, "requestId", LUA_TSTRING, "a string"))
+    goto fail;
+
+  if (wf_getfield(L, root, "data") != LUA_TTABLE || lua_rawlen(L, -1) > 0) {
+    wrong_type(L, "data", "an object");
+    goto fail;
+  }
+  data = lua_gettop(L);
+
+  if (wf_getfield(L, data, "hasMore") != LUA_TBOOLEAN) {
+    wrong_type(L, "data.hasMore", "a boolean");
+    goto fail;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, data, "limit");
+  if (!check_integer(L, "data.limit")) goto fail;
+  lua_setfield(L, data, "limit");
+  lua_getfield(L, data, "offset");
+  if (!check_integer(L, "data.offset")) goto fail;
+  lua_setfield(L, data, "offset");
+
+  if (wf_getfield(L, data, "items") != LUA_TTABLE || !is_array(L, -1)) {
+    wrong_type(L, "data.items", "an array");
+    goto fail;
+  }
+  items = lua_gettop(L);
+  n = (lua_Integer)lua_rawlen(L, items);
+  for (i = 1; i <= n; i++) {
+    if (wf_rawgeti(L, items, (int)i) != LUA_TTABLE || (lua_rawlen(L, -1) > 0)) {
+      snprintf(path, sizeof path, "data.items[%lld]", (long long)i);
+      wrong_type(L, path, "an object");
+      goto fail;
+    }
+    normalize_table(L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);                              /* items */
+
+  if (wf_getfield(L, root, "requestId") != LUA_TSTRING) {
+    lua_pop(L, 1);
+    if (header_request_id != NULL && header_request_id[0] != '\0')
+      lua_pushstring(L, header_request_id);
+    else
+      lua_pushnil(L);
+  }
+  lua_setfield(L, data, "requestId");
+  lua_replace(L, root);                       /* the page takes the root's slot */
+  return 1;
+
+fail:                                         /* message at the top */
+  lua_replace(L, root);
+  lua_settop(L, root);
+  return 0;
+}
+
+/*
+** Pushes { code, message, requestId } from an error body and returns 1, or pushes
+** nothing and returns 0 when the body is not a JSON object. Members of the wrong
+** type are left out rather than failing: an error is being reported already.
+*/
+int wf_push_envelope(lua_State *L, const char *body, size_t len) {
+  int root, envelope;
+  if (!push_object(L, body, len)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  root = lua_gettop(L);
+  lua_createtable(L, 0, 3);
+  envelope = root + 1;
+  if (wf_getfield(L, root, "code") == LUA_TNUMBER && check_integer(L, "code"))
+    lua_setfield(L, envelope, "code");
+  else
+    lua_pop(L, 1);
+  if (wf_getfield(L, root, "message") == LUA_TSTRING)
+    lua_setfield(L, envelope, "message");
+  else
+    lua_pop(L, 1);
+  if (wf_getfield(L, root, "requestId") == LUA_TSTRING)
+    lua_setfield(L, envelope, "requestId");
+  else
+    lua_pop(L, 1);
+  lua_remove(L, root);
+  return 1;
+}
