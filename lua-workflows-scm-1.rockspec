@@ -1,0 +1,50 @@
+rockspec_format = "3.0"
+package = "lua-workflows"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/lua-workflows/lua-workflows.git",
+}
+
+description = {
+  summary = "Client for the Workflows API's run listing, on libcurl and lua-cjson",
+  detailed = [[
+    Lists the runs of a workflow (GET /v1/workflows/{id}/runs) with paging iterators,
+    retries, deadlines and concurrent page prefetch. A C core does HTTP through
+    libcurl's multi interface and decodes through lua-cjson; a small Lua layer gives
+    the friendly surface.
+  ]],
+  homepage = "https://github.com/lua-workflows/lua-workflows",
+  license = "MIT",
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+  "lua-cjson >= 2.1.0",
+}
+
+external_dependencies = {
+  CURL = {
+    header = "curl/curl.h",
+    library = "curl",
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["workflows"] = "lua/workflows/init.lua",
+    ["workflows.errors"] = "lua/workflows/errors.lua",
+    ["workflows.options"] = "lua/workflows/options.lua",
+    ["workflows.pager"] = "lua/workflows/pager.lua",
+    ["workflows.recent"] = "lua/workflows/recent.lua",
+    ["workflows.request"] = "lua/workflows/request.lua",
+    ["workflows.retry"] = "lua/workflows/retry.lua",
+    ["workflows.core"] = {
+      sources = { "src/core.c", "src/session.c", "src/response.c", "src/decode.c" },
+      libraries = { "curl", "m" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+  },
+}

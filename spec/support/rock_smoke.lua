@@ -1,0 +1,24 @@
+-- Uses the copy of lua-workflows that `luarocks make` installed into the tree given
+-- as the first argument (tools/rock-smoke.sh sets the paths) against a fresh sandbox.
+local tree = assert(arg[1], "usage: rock_smoke.lua TREE")
+
+local function installed(name, path)
+  local file = assert(package.searchpath(name, path))
+  assert(file:sub(1, #tree) == tree, name .. " was loaded from " .. file .. ", not the rock")
+end
+installed("workflows", package.path)
+installed("workflows.core", package.cpath)
+
+local workflows = require "workflows"
+local sandbox = require("spec.support.sandbox").start {}
+local ok, err = pcall(function()
+  local client = workflows.new { base_url = sandbox.url, token = sandbox.token }
+  local page = assert(client:list_runs("wf_demo", { limit = 5 }))
+  assert(#page.items == 5, "expected 5 runs, got " .. #page.items)
+  local count = 0
+  for _ in client:runs("wf_demo") do count = count + 1 end
+  assert(count == 250, "expected 250 runs, got " .. count)
+end)
+sandbox:stop()
+assert(ok, err)
+print("the installed rock lists wf_demo's 250 runs")

@@ -1,0 +1,55 @@
+#!/bin/sh
+# Runs the whole busted suite on lua5.4 against the core built with AddressSanitizer
+# and UndefinedBehaviorSanitizer (make test-asan builds it into DIR/workflows/core.so).
+# Ends with one line "N passed, M failed"; any sanitizer report counts as a failure.
+#
+#   ASAN_CC=gcc sh tools/test-asan.sh DIR
+set -u
+cd "$(dirname "$0")/.."
+dir=${1:-build/asan}
+cc=${ASAN_CC:-gcc}
+
+# lua5.4 is not instrumented, so the runtime must be loaded before anything else.
+case $cc in
+  *clang*) runtime=$("$cc" -print-file-name=libclang_rt.asan-x86_64.so) ;;
+  *) runtime=$("$cc" -print-file-name=libasan.so) ;;
+esac
+if [ ! -f "$runtime" ]; then
+  echo "test-asan: no ASan runtime found for $cc ($runtime)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT INT TERM
+
+# Leaks are valgrind's job (the interpreter is not instrumented, so LeakSanitizer
+# would report the allocations of lua5.4 and python3 that live until exit).
+# Child processes (the sandbox, lua children of the specs) inherit the preload;
+# they run uninstrumented code and only carry the runtime along.
+LD_PRELOAD=$runtime \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=86 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  lua5.4 /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" spec >"$out" 2>&1
+tail -n 40 "$out"
+
+passed=0
+failed=0
+summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
+if [ -n "$summary" ]; then
+  # shellcheck disable=SC2046
+  set -- $(echo "$summary" | sed 's/[^0-9 ]//g')
+  passed=$1
+  failed=$(($2 + $3 + $4))
+else
+  echo "test-asan: busted did not finish (a sanitizer may have stopped it)"
+  failed=$((failed + 1))
+fi
+reports=$(grep -c -E 'ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' "$out")
+if [ "$reports" -gt 0 ]; then
+  grep -E -A 30 'ERROR: AddressSanitizer|runtime error:' "$out" | head -n 80
+  echo "test-asan: $reports sanitizer report(s)"
+  failed=$((failed + 1))
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
