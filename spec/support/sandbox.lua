@@ -1,0 +1,222 @@
+-- Starts the sandbox API server (sandbox/server.py) for a spec, and stops it again.
+--
+--   local sandbox = require "spec.support.sandbox"
+--
+--   describe("something that needs a server", function()
+--     local sb
+--     lazy_setup(function() sb = sandbox.start { tls = false } end)
+--     lazy_teardown(function() sb:stop() end)   -- always: also runs when a test fails
+--     ...
+--   end)
+--
+-- Every spec that starts a sandbox must call `sb:stop()` in `teardown` or
+-- `lazy_teardown` (or in a `finally` inside one test). As a last resort the server
+-- runs with --watch-parent and exits by itself when the test process dies.
+--
+-- sandbox.start(options) -> sb    raises when the server is not ready within 10 s
+--   options: tls (boolean), latency_ms (number), token (string), seed (string or number)
+-- sb.url, sb.token, sb.cert (with tls), sb.pid
+-- sb:log([since_seq])  -> array of log entries (doc/sandbox.md), JSON null as nil
+-- sb:last_seq()        -> seq of the newest entry, 0 when there is none
+-- sb:stop()            -> SIGTERM, up to 5 s, then SIGKILL; idempotent
+
+local cjson = require "cjson"
+
+local M = {}
+
+local DEFAULT_TOKEN = "sandbox-token"
+local READY_TIMEOUT = 10    -- seconds
+local STOP_TIMEOUT = 5      -- seconds
+local POLL_INTERVAL = 0.05  -- seconds
+local OPTIONS = { tls = "boolean", latency_ms = "number", token = "string", seed = true }
+-- Log fields that are JSON integers; lua-cjson 2.1 decodes every number as a float.
+local INTEGER_FIELDS = { "seq", "connection", "status" }
+
+local tointeger = math.tointeger  -- nil before Lua 5.3, where floats are all there is
+
+local Sandbox = {}
+Sandbox.__index = Sandbox
+
+local function shell_quote(text)
+  return "'" .. text:gsub("'", "'\\''") .. "'"
+end
+
+local function sleep(seconds)
+  os.execute("sleep " .. seconds)
+end
+
+local function read_file(path)
+  local file = io.open(path, "rb")
+  if not file then
+    return nil
+  end
+  local content = file:read("*a")
+  file:close()
+  return content
+end
+
+-- The repository root as seen from this file ("" when it was loaded relative to it).
+local function root_dir()
+  local source = debug.getinfo(1, "S").source
+  return source:match("^@(.-)spec[/\\]support[/\\]sandbox%.lua$") or ""
+end
+
+local proc_mounted = read_file("/proc/self/stat") ~= nil
+
+-- True once `pid` (a child of ours, so its pid cannot be reused before we reap it)
+-- has exited; an unreaped zombie counts as exited.
+local function exited(pid)
+  if proc_mounted then
+    local stat = read_file("/proc/" .. pid .. "/stat")
+    return stat == nil or stat:match(".*%)%s+(%a)") == "Z"
+  end
+  local ps = io.popen("ps -o stat= -p " .. pid .. " 2>/dev/null")
+  local state = ps:read("*a") or ""
+  ps:close()
+  return state:match("^%s*$") ~= nil or state:match("^%s*Z") ~= nil
+end
+
+local function wait_for_exit(pid, seconds)
+  for _ = 1, math.ceil(seconds / POLL_INTERVAL) do
+    if exited(pid) then
+      return true
+    end
+    sleep(POLL_INTERVAL)
+  end
+  return exited(pid)
+end
+
+local function check_options(options)
+  for key, value in pairs(options) do
+    local expected = OPTIONS[key]
+    if expected == nil then
+      error("sandbox.start: unknown option '" .. tostring(key) .. "'", 3)
+    end
+    if expected ~= true and type(value) ~= expected then
+      error("sandbox.start: option '" .. key .. "' must be a " .. expected
+        .. ", got " .. type(value), 3)
+    end
+  end
+end
+
+local function server_command(options, log_path, out_path)
+  local args = {
+    "exec python3", shell_quote(root_dir() .. "sandbox/server.py"),
+    "--port 0 --watch-parent --log", shell_quote(log_path),
+  }
+  if options.tls then
+    args[#args + 1] = "--tls"
+  end
+  if options.latency_ms then
+    args[#args + 1] = string.format("--latency-ms %d", math.floor(options.latency_ms))
+  end
+  if options.token then
+    args[#args + 1] = "--token " .. shell_quote(options.token)
+  end
+  if options.seed then
+    args[#args + 1] = "--seed " .. shell_quote(tostring(options.seed))
+  end
+  -- `echo $$` names the shell that `exec` turns into the server: its pid is ours to
+  -- signal, and its parent is this process, which --watch-parent watches.
+  return "echo $$; " .. table.concat(args, " ")
+    .. " </dev/null >" .. shell_quote(out_path) .. " 2>&1"
+end
+
+-- Polls the server's output for the ready line (and the certificate line with tls).
+local function wait_until_ready(pid, out_path, tls)
+  for _ = 1, math.ceil(READY_TIMEOUT / POLL_INTERVAL) do
+    local output = read_file(out_path) or ""
+    local url = output:match("listening (%S+)\n")
+    local cert = output:match("certificate (%S+)\n")
+    if url and (cert or not tls) then
+      return url, cert
+    end
+    if exited(pid) then
+      return nil, "the server exited: " .. output
+    end
+    sleep(POLL_INTERVAL)
+  end
+  return nil, "no ready line within " .. READY_TIMEOUT .. " s: " .. (read_file(out_path) or "")
+end
+
+function M.start(options)
+  options = options or {}
+  check_options(options)
+  local log_path, out_path = os.tmpname(), os.tmpname()
+  local pipe = assert(io.popen(server_command(options, log_path, out_path), "r"))
+  local pid = tonumber(pipe:read("*l"))
+  local sb = setmetatable({
+    pid = pid,
+    token = options.token or DEFAULT_TOKEN,
+    _pipe = pipe,
+    _log_path = log_path,
+    _out_path = out_path,
+  }, Sandbox)
+  if not pid then
+    sb:stop()
+    error("sandbox.start: could not start the server", 2)
+  end
+  local url, cert_or_problem = wait_until_ready(pid, out_path, options.tls)
+  if not url then
+    sb:stop()
+    error("sandbox.start: " .. cert_or_problem, 2)
+  end
+  sb.url = url
+  sb.cert = cert_or_problem
+  return sb
+end
+
+local function without_nulls(value)
+  if type(value) == "table" then
+    for key, item in pairs(value) do
+      if item == cjson.null then
+        value[key] = nil
+      else
+        without_nulls(item)
+      end
+    end
+  end
+  return value
+end
+
+function Sandbox:log(since_seq)
+  since_seq = since_seq or 0
+  local entries = {}
+  -- Only whole lines: the server may be writing the next one right now.
+  for line in (read_file(self._log_path) or ""):gmatch("([^\n]*)\n") do
+    local entry = without_nulls(cjson.decode(line))
+    if tointeger then
+      for _, field in ipairs(INTEGER_FIELDS) do
+        entry[field] = entry[field] and tointeger(entry[field]) or entry[field]
+      end
+    end
+    if entry.seq > since_seq then
+      entries[#entries + 1] = entry
+    end
+  end
+  return entries
+end
+
+function Sandbox:last_seq()
+  local entries = self:log()
+  local newest = entries[#entries]
+  return newest and newest.seq or 0
+end
+
+function Sandbox:stop()
+  if self._stopped then
+    return
+  end
+  self._stopped = true
+  if self.pid and not exited(self.pid) then
+    os.execute("kill -TERM " .. self.pid .. " 2>/dev/null")
+    if not wait_for_exit(self.pid, STOP_TIMEOUT) then
+      os.execute("kill -KILL " .. self.pid .. " 2>/dev/null")
+    end
+  end
+  self._pipe:close()  -- reaps the server, so that its pid is really gone
+  os.remove(self._log_path)
+  os.remove(self._out_path)
+end
+
+return M
