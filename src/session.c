@@ -324,13 +324,16 @@ static int perform(lua_State *L, wf_session *s) {
 
 /*
 ** session:drive([wait_seconds]) -> running. Performs, waits up to wait_seconds for
-** activity (libcurl's own timers shorten the wait), performs again.
+** activity (libcurl's own timers shorten the wait), performs again. When the first
+** perform already finished a transfer there is no wait: the caller has news to
+** collect, and with nothing left running curl_multi_poll would sleep it all out.
 */
 static int session_drive(lua_State *L) {
   wf_session *s = check_session(L, 1);
   lua_Number wait = luaL_optnumber(L, 2, 0);
+  int running_before = s->running;
   perform(L, s);
-  if (wait > 0) {
+  if (wait > 0 && s->running > 0 && s->running == running_before) {
     int wait_ms = wait * 1000 >= INT_MAX ? INT_MAX : (int)(wait * 1000);
     CURLMcode mrc = curl_multi_poll(s->multi, NULL, 0, wait_ms > 0 ? wait_ms : 1, NULL);
     if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_poll: %s", curl_multi_strerror(mrc));

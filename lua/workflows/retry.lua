@@ -1,0 +1,66 @@
+-- The retry policy: which failures are worth another attempt, and how long to
+-- wait before it. Pure functions; the request layer does the waiting.
+
+local floor = math.floor
+
+local M = {}
+
+M.BASE = 0.5            -- seconds: the backoff ceiling after the first failure
+M.CAP = 8               -- seconds: the backoff ceiling never grows past this
+M.LONGEST_WAIT = 60     -- seconds: a longer wait is handed back to the caller
+
+-- Statuses that say "try again later" rather than "this request is wrong".
+local RETRYABLE_STATUS = { [408] = true, [429] = true, [500] = true, [502] = true,
+  [503] = true, [504] = true }
+
+-- A certificate failure will fail the same way again; a body that did not
+-- decode or was too large would come back the same.
+function M.is_retryable(outcome)
+  local kind = outcome.kind
+  if kind == "network" then return not outcome.tls end
+  if kind == "timeout" then return true end
+  if kind == "http" then return RETRYABLE_STATUS[outcome.status] == true end
+  return false
+end
+
+-- Full jitter: a random wait in [0, min(CAP, BASE * 2^(attempt-1))], so that
+-- clients that failed together do not come back together.
+function M.backoff(attempt, random)
+  local ceiling = M.BASE * 2 ^ (attempt - 1)
+  if ceiling > M.CAP then ceiling = M.CAP end
+  return random() * ceiling
+end
+
+-- Seconds to wait after failed attempt number `attempt`: the backoff, or what
+-- the server asked for with Retry-After when that is longer.
+function M.wait(outcome, attempt, random)
+  local wait = M.backoff(attempt, random)
+  local asked = outcome.retry_after
+  if asked and asked > wait then wait = asked end
+  return wait
+end
+
+-- What to do after failed attempt number `attempt`:
+--   "retry", seconds     wait that long, then try again
+--   "give_up"            not retryable, or no retries left
+--   "too_long", seconds  the server asked for a wait longer than LONGEST_WAIT
+function M.decide(outcome, attempt, max_retries, random)
+  if not M.is_retryable(outcome) or attempt > max_retries then return "give_up" end
+  local wait = M.wait(outcome, attempt, random)
+  if wait > M.LONGEST_WAIT then return "too_long", wait end
+  return "retry", wait
+end
+
+-- A uniform source in [0, 1) of its own (Park and Miller's minimal standard),
+-- seeded by the caller: math.random is not seeded on Lua 5.1 to 5.3, so every
+-- process would jitter alike, and reseeding it would disturb the host program.
+-- The products stay below 2^53, exact in doubles and in 64-bit integers alike.
+function M.random_source(seed)
+  local state = floor(seed) % 2147483646 + 1
+  return function()
+    state = state * 16807 % 2147483647
+    return (state - 1) / 2147483646
+  end
+end
+
+return M

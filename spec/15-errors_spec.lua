@@ -1,0 +1,92 @@
+local errors = require "workflows.errors"
+
+-- The fields of an error object, without its metatable.
+local function fields(err)
+  local copy = {}
+  for key, value in pairs(err) do copy[key] = value end
+  return copy
+end
+
+describe("workflows.errors", function()
+  describe("__tostring", function()
+    local lines = {
+      { { kind = "http", status = 404, message = "workflow not found", requestId = "abc-123",
+          attempts = 1 },
+        "workflows: HTTP 404 Not Found: workflow not found (request abc-123)" },
+      { { kind = "http", status = 503, code = 503, message = "service unavailable",
+          requestId = "req_1", attempts = 3 },
+        "workflows: HTTP 503 Service Unavailable: service unavailable (request req_1; 3 attempts)" },
+      { { kind = "http", status = 429, message = "too many requests", attempts = 1,
+          retry_after = 120 },
+        "workflows: HTTP 429 Too Many Requests: too many requests (retry after 120 s)" },
+      { { kind = "http", status = 502, requestId = "req_2", attempts = 1 },
+        "workflows: HTTP 502 Bad Gateway (request req_2)" },
+      { { kind = "http", status = 599, attempts = 1 }, "workflows: HTTP 599" },
+      { { kind = "timeout", message = "request timed out (after 1 s)", attempts = 2 },
+        "workflows: timeout: request timed out (after 1 s) (2 attempts)" },
+      { { kind = "network", message = "Connection refused", attempts = 1 },
+        "workflows: network: Connection refused" },
+      { { kind = "decode", message = "data.items is an object, expected an array",
+          requestId = "req_3", attempts = 1 },
+        "workflows: decode: data.items is an object, expected an array (request req_3)" },
+      { { kind = "invalid_argument", message = 'invalid status "failed"', attempts = 0 },
+        'workflows: invalid argument: invalid status "failed"' },
+      { { kind = "http", status = 503, attempts = 1, retry_after = 90.5 },
+        "workflows: HTTP 503 Service Unavailable (retry after 90.5 s)" },
+    }
+    for _, case in ipairs(lines) do
+      it("gives " .. case[2], function()
+        assert.equal(case[2], tostring(errors.new(case[1])))
+      end)
+    end
+  end)
+
+  describe("from_outcome()", function()
+    it("maps the core's failure to the contract's fields", function()
+      local err = errors.from_outcome({ ok = false, kind = "http", status = 404, code = 404,
+        message = "workflow not found", request_id = "req_9", retry_after = 3, elapsed = 0.1,
+        reused = true }, 1)
+      assert.same({ kind = "http", status = 404, code = 404, message = "workflow not found",
+        requestId = "req_9", attempts = 1 }, fields(err))
+      assert.is_true(errors.is_error(err))
+    end)
+
+    it("says that a redirect without a body was not followed", function()
+      local err = errors.from_outcome({ ok = false, kind = "http", status = 302 }, 1)
+      assert.equal("workflows: HTTP 302 Found: redirect not followed", tostring(err))
+    end)
+
+    it("keeps the core's message for other kinds", function()
+      local err = errors.from_outcome({ ok = false, kind = "network", message = "reset",
+        curl_code = 56, tls = nil }, 2)
+      assert.same({ kind = "network", message = "reset", attempts = 2 }, fields(err))
+    end)
+  end)
+
+  describe("invalid_argument()", function()
+    it("makes an error of no attempts", function()
+      assert.same({ kind = "invalid_argument", message = "bad", attempts = 0 },
+        fields(errors.invalid_argument("bad")))
+    end)
+  end)
+
+  describe("is_error()", function()
+    it("tells error objects from other tables", function()
+      assert.is_true(errors.is_error(errors.timeout("late", 1)))
+      assert.is_false(errors.is_error({ kind = "timeout" }))
+      assert.is_false(errors.is_error("workflows: timeout"))
+    end)
+  end)
+
+  describe("REASONS", function()
+    local statuses = { [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden",
+      [404] = "Not Found", [408] = "Request Timeout", [429] = "Too Many Requests",
+      [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable",
+      [504] = "Gateway Timeout" }
+    for status, phrase in pairs(statuses) do
+      it("names " .. status .. " " .. phrase, function()
+        assert.equal(phrase, errors.REASONS[status])
+      end)
+    end
+  end)
+end)

@@ -1,0 +1,193 @@
+local workflows = require "workflows"
+local sandbox = require "spec.support.sandbox"
+
+-- The fields of an error object, without its metatable.
+local function fields(err)
+  local copy = {}
+  for key, value in pairs(err) do copy[key] = value end
+  return copy
+end
+
+local function offsets_of(entries)
+  local offsets = {}
+  for i, entry in ipairs(entries) do offsets[i] = tonumber(entry.query.offset) end
+  table.sort(offsets)
+  return offsets
+end
+
+
+-- The requests the sandbox logged after `seq` for workflow `id` alone: a request
+-- cancelled by an earlier test may still reach the server and be logged later.
+local function requests_for(sb, id, seq)
+  local entries = {}
+  for _, entry in ipairs(sb:log(seq)) do
+    if entry.workflow_id == id then entries[#entries + 1] = entry end
+  end
+  return entries
+end
+
+describe("pages()", function()
+  local sb, client, n = nil, nil, 0
+
+  local function unique(directives)
+    n = n + 1
+    return ("wf_demo;%s;n=pages-%d-%d"):format(directives, n, os.time())
+  end
+
+  local function client_with(options)
+    local all = { base_url = sb.url, token = sb.token, timeout = 2, max_retries = 1 }
+    for key, value in pairs(options or {}) do all[key] = value end
+    return workflows.new(all)
+  end
+
+  -- Every page of a walk, and the log entries the walk made.
+  local function collect(walker, id, options)
+    local seq, pages = sb:last_seq(), {}
+    for page in walker:pages(id, options) do pages[#pages + 1] = page end
+    return pages, requests_for(sb, id, seq)
+  end
+
+  -- The error a walk raised, and the log entries it made.
+  local function failure(walker, id, options)
+    local seq = sb:last_seq()
+    local ok, err = pcall(function()
+      for _ in walker:pages(id, options) do end
+    end)
+    assert.is_false(ok, "the walk should have failed")
+    return err, requests_for(sb, id, seq)
+  end
+
+  setup(function()
+    sb = sandbox.start()
+    client = client_with()
+  end)
+
+  teardown(function()
+    sb:stop()
+  end)
+
+  describe("walks", function()
+    it("every page in order, 100 runs a page unless told", function()
+      local pages, entries = collect(client, "wf_demo")
+      assert.equal(3, #pages)
+      assert.same({ 100, 100, 50 }, { #pages[1].items, #pages[2].items, #pages[3].items })
+      assert.same({ 0, 100, 200 }, { pages[1].offset, pages[2].offset, pages[3].offset })
+      assert.same({ true, true, false }, { pages[1].hasMore, pages[2].hasMore, pages[3].hasMore })
+      for _, entry in ipairs(entries) do assert.equal("100", entry.query.limit) end
+    end)
+
+    it("the same runs as list_runs, page for page", function()
+      local pages = collect(client, "wf_demo", { limit = 60, status = "success" })
+      local offset = 0
+      for _, page in ipairs(pages) do
+        local expected = assert(client:list_runs("wf_demo", { limit = 60, offset = offset,
+          status = "success" }))
+        assert.same(expected.items, page.items)
+        offset = offset + #expected.items
+      end
+      local after = assert(client:list_runs("wf_demo", { limit = 60, offset = offset,
+        status = "success" }))
+      assert.same({}, after.items)
+    end)
+
+    it("with limit, offset and status on the wire in that order", function()
+      local pages, entries = collect(client_with { prefetch = 0 }, "wf_demo",
+        { status = "failure", limit = 10, offset = 5 })
+      assert.is_true(#pages >= 1)
+      assert.equal("/v1/workflows/wf_demo/runs?limit=10&offset=5&status=failure",
+        entries[1].raw_path)
+      for _, page in ipairs(pages) do
+        for _, run in ipairs(page.items) do assert.equal("failure", run.status) end
+      end
+    end)
+
+    it("from the offset given", function()
+      local pages = collect(client, "wf_demo", { offset = 200 })
+      assert.equal(1, #pages)
+      assert.equal(50, #pages[1].items)
+      assert.equal(200, pages[1].offset)
+    end)
+
+    it("one empty page of a workflow without runs", function()
+      local pages = collect(client, "wf_empty")
+      assert.equal(1, #pages)
+      assert.same({}, pages[1].items)
+      assert.is_false(pages[1].hasMore)
+    end)
+
+    it("at most `max` pages, requesting no more", function()
+      local pages, entries = collect(client_with { prefetch = 2 }, "wf_demo", { limit = 20, max = 2 })
+      assert.equal(2, #pages)
+      assert.same({ 0, 20 }, offsets_of(entries))
+    end)
+
+    it("on one connection from start to end", function()
+      local pages, entries = collect(client_with { prefetch = 0 }, "wf_demo", { limit = 25 })
+      assert.equal(10, #pages)
+      assert.equal(10, #entries)
+      for _, entry in ipairs(entries) do assert.equal(entries[1].connection, entry.connection) end
+    end)
+
+    it("with the same retries as list_runs", function()
+      local pages, entries = collect(client_with { max_retries = 1, prefetch = 2 },
+        unique("status=503;times=1"))
+      assert.equal(3, #pages)
+      local offsets, past_the_end = offsets_of(entries), {}
+      while offsets[#offsets] > 200 do past_the_end[#past_the_end + 1] = table.remove(offsets) end
+      assert.same({ 0, 0, 100, 100, 200, 200 }, offsets)
+      for _, offset in ipairs(past_the_end) do
+        assert.is_true(offset == 300 or offset == 400, "offset " .. offset)
+      end
+    end)
+  end)
+
+  describe("raises the error object", function()
+    it("of an HTTP failure, for pcall to return", function()
+      local err, entries = failure(client, "wf_nowhere")
+      assert.equal(1, #entries)
+      assert.same({ kind = "http", status = 404, code = 404, message = "workflow not found",
+        requestId = entries[1].request_id, attempts = 1 }, fields(err))
+      assert.equal("workflows: HTTP 404 Not Found: workflow not found (request "
+        .. entries[1].request_id .. ")", tostring(err))
+    end)
+
+    it("counting the attempts made for the failing page", function()
+      local err = failure(client_with { max_retries = 1 }, unique("status=503"))
+      assert.equal(503, err.status)
+      assert.equal(2, err.attempts)
+    end)
+
+    it("of a page that says hasMore but brings no items, instead of looping", function()
+      local err, entries = failure(client_with { prefetch = 0 }, unique("fault=empty_has_more"))
+      assert.equal(1, #entries)
+      assert.same({ kind = "decode", message = "data.hasMore is true but data.items is empty "
+        .. "(offset 0)", requestId = entries[1].request_id, attempts = 1 }, fields(err))
+    end)
+
+    it("of an offset that does not advance, instead of looping", function()
+      local err, entries = failure(client_with { prefetch = 0 }, unique("fault=stuck_offset"))
+      assert.equal(2, #entries)
+      assert.same({ kind = "decode", message = "the listing does not advance: offset 100 was "
+        .. "requested, data.offset 0 came back with 100 items",
+        requestId = entries[2].request_id, attempts = 1 }, fields(err))
+    end)
+
+    it("of an offset that does not advance, with pages in flight", function()
+      local err, entries = failure(client_with { prefetch = 3 }, unique("fault=stuck_offset"))
+      assert.equal("decode", err.kind)
+      assert.is_true(#entries <= 5, #entries .. " requests")
+    end)
+
+    it("of a page of the wrong shape", function()
+      local err = failure(client, unique("fault=wrong_shape"))
+      assert.equal("decode", err.kind)
+      assert.equal("data.items is an object, expected an array", err.message)
+    end)
+
+    it("and then ends: the iterator gives nothing more", function()
+      local iterator = client:pages("wf_nowhere")
+      assert.is_false(pcall(iterator))
+      assert.is_nil(iterator())
+    end)
+  end)
+end)

@@ -1,0 +1,237 @@
+local workflows = require "workflows"
+local core = require "workflows.core"
+local sandbox = require "spec.support.sandbox"
+
+local HAS_CLOSE = _VERSION == "Lua 5.4"
+local unpack = table.unpack or unpack
+
+local function offsets_of(entries)
+  local offsets = {}
+  for i, entry in ipairs(entries) do offsets[i] = tonumber(entry.query.offset) end
+  table.sort(offsets)
+  return offsets
+end
+
+
+-- The requests the sandbox logged after `seq` for workflow `id` alone: a request
+-- cancelled by an earlier test may still reach the server and be logged later.
+local function requests_for(sb, id, seq)
+  local entries = {}
+  for _, entry in ipairs(sb:log(seq)) do
+    if entry.workflow_id == id then entries[#entries + 1] = entry end
+  end
+  return entries
+end
+
+describe("prefetch", function()
+  local sb, n = nil, 0
+
+  local function unique(directives)
+    n = n + 1
+    local id = ("wf_demo;n=prefetch-%d-%d"):format(n, os.time())
+    if directives then id = id .. ";" .. directives end
+    return id
+  end
+
+  local function client_with(options)
+    local all = { base_url = sb.url, token = sb.token, timeout = 5, max_retries = 1 }
+    for key, value in pairs(options or {}) do all[key] = value end
+    return workflows.new(all)
+  end
+
+  local function ids_of(walker, id, options)
+    local ids = {}
+    for run in walker:runs(id, options) do ids[#ids + 1] = run.id end
+    return ids
+  end
+
+  setup(function()
+    sb = sandbox.start()
+  end)
+
+  teardown(function()
+    sb:stop()
+  end)
+
+  describe("pages()", function()
+    it("has the next pages requested while one is consumed, never more than prefetch", function()
+      local id = unique("latency=100")
+      local seq, seen = sb:last_seq(), {}
+      for _ in client_with { prefetch = 2 }:pages(id, { limit = 50 }) do
+        core.sleep(0.05)  -- time for the server to log what reached it
+        seen[#seen + 1] = #requests_for(sb, id, seq)
+      end
+      assert.equal(5, #seen)
+      -- The first page comes alone; the next one is on the wire while it is consumed.
+      assert.is_true(seen[1] >= 2, "requests made during page 1: " .. seen[1])
+      for page, requested in ipairs(seen) do
+        assert.is_true(requested <= page + 2, requested .. " requests made during page " .. page)
+      end
+    end)
+
+    it("requests one page at a time with prefetch = 0", function()
+      local id = unique("latency=50")
+      local seq, seen = sb:last_seq(), {}
+      for _ in client_with { prefetch = 0 }:pages(id, { limit = 50 }) do
+        seen[#seen + 1] = #requests_for(sb, id, seq)
+      end
+      assert.same({ 1, 2, 3, 4, 5 }, seen)
+    end)
+
+    it("hands pages out in order however they arrive", function()
+      local offsets = {}
+      for page in client_with { prefetch = 4 }:pages("wf_demo", { limit = 20 }) do
+        offsets[#offsets + 1] = page.offset
+      end
+      assert.same({ 0, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 220, 240 }, offsets)
+    end)
+
+    it("holds at most prefetch + 1 pages", function()
+      local iterator, _, _, state = client_with { prefetch = 3 }:pages("wf_demo", { limit = 10 })
+      local held = setmetatable({}, { __mode = "k" })
+      for page in iterator do
+        assert.is_true(#state.queue <= 3 + 1, #state.queue .. " pages queued")
+        held[page] = true
+        collectgarbage()
+        collectgarbage()
+        local alive = 0
+        for _ in pairs(held) do alive = alive + 1 end
+        assert.is_true(alive <= 1, alive .. " yielded pages still held")
+      end
+    end)
+  end)
+
+  describe("runs()", function()
+    it("yields the same runs in the same order with and without prefetch", function()
+      local sequential = ids_of(client_with { prefetch = 0 }, "wf_demo", { limit = 30 })
+      assert.equal(250, #sequential)
+      for _, prefetch in ipairs { 1, 2, 5 } do
+        assert.same(sequential, ids_of(client_with { prefetch = prefetch }, "wf_demo",
+          { limit = 30 }))
+      end
+    end)
+
+    it("walks faster than one page at a time on a slow link", function()
+      local function timed(prefetch)
+        local started = core.now()
+        local ids = ids_of(client_with { prefetch = prefetch }, unique("latency=80"),
+          { limit = 40 })
+        assert.equal(250, #ids)
+        return core.now() - started
+      end
+      local sequential, prefetched = timed(0), timed(3)
+      assert.is_true(sequential >= 7 * 0.08, "sequential took " .. sequential)
+      assert.is_true(prefetched < sequential * 0.7,
+        ("prefetched %.3f s, sequential %.3f s"):format(prefetched, sequential))
+    end)
+
+    it("wastes at most prefetch requests past the end", function()
+      local seq, id = sb:last_seq(), unique()
+      local ids = ids_of(client_with { prefetch = 3 }, id, { limit = 50 })
+      assert.equal(250, #ids)
+      local offsets = offsets_of(requests_for(sb, id, seq))
+      assert.same({ 0, 50, 100, 150, 200 }, { unpack(offsets, 1, 5) })
+      assert.is_true(#offsets <= 5 + 3, #offsets .. " requests")
+    end)
+
+    it("cancels the requests past the end as soon as the last page arrives", function()
+      local walker = client_with { prefetch = 2 }
+      local started, count = core.now(), 0
+      for _ in walker:runs(unique("latency=300"), { limit = 100 }) do count = count + 1 end
+      local took = core.now() - started
+      assert.equal(250, count)
+      assert.equal(0, walker:in_flight())
+      -- The first page, then the two behind it; never the 300 ms of the wasted ones.
+      assert.is_true(took < 0.3 * 3, "took " .. took)
+    end)
+
+    it("shares the connections of the client between pages", function()
+      local seq, id = sb:last_seq(), unique()
+      local ids = ids_of(client_with { prefetch = 2 }, id, { limit = 10 })
+      assert.equal(250, #ids)
+      local connections, count = {}, 0
+      for _, entry in ipairs(requests_for(sb, id, seq)) do
+        if not connections[entry.connection] then count = count + 1 end
+        connections[entry.connection] = true
+      end
+      assert.is_true(count <= 3, count .. " connections for 25 pages")
+    end)
+  end)
+
+  describe("release", function()
+    it("cancels what is in flight when the loop breaks", function()
+      local walker = client_with { prefetch = 2 }
+      local in_flight_inside
+      -- In a function of its own, so that nothing else keeps the walk alive.
+      local function first_run()
+        local first
+        for run in walker:runs(unique("latency=300"), { limit = 50 }) do
+          in_flight_inside, first = walker:in_flight(), run
+          if first then break end
+        end
+        return first
+      end
+      assert.is_table(first_run())
+      assert.is_true(in_flight_inside >= 1, in_flight_inside .. " in flight")
+      if HAS_CLOSE then
+        -- The closing value of the generic for released them at once.
+        assert.equal(0, walker:in_flight())
+      else
+        -- Without closing values, collecting the transfers releases them.
+        collectgarbage()
+        collectgarbage()
+        assert.equal(0, walker:in_flight())
+      end
+    end)
+
+    it("returns a closing value that cancels what is in flight", function()
+      local walker = client_with { prefetch = 3 }
+      local iterator, _, _, state = walker:runs(unique("latency=300"), { limit = 50 })
+      assert.is_table(iterator())
+      assert.is_true(walker:in_flight() >= 1)
+      assert.is_function(getmetatable(state).__close)
+      getmetatable(state).__close(state)
+      assert.equal(0, walker:in_flight())
+      assert.is_nil(iterator())
+    end)
+
+    it("cancels what is in flight when the walk is closed by hand", function()
+      local walker = client_with { prefetch = 3 }
+      local iterator, _, _, walk = walker:pages(unique("latency=300"), { limit = 50 })
+      assert.is_table(iterator())
+      assert.is_true(walker:in_flight() >= 1)
+      walk:close()
+      assert.equal(0, walker:in_flight())
+      assert.is_nil(iterator())
+    end)
+
+    it("leaves nothing in flight after a page fails", function()
+      local walker = client_with { prefetch = 3 }
+      local seq, id = sb:last_seq(), unique("latency=100;fault=stuck_offset")
+      local ok, err = pcall(function()
+        for _ in walker:pages(id, { limit = 50 }) do end
+      end)
+      assert.is_false(ok)
+      assert.equal("decode", err.kind)
+      assert.equal(0, walker:in_flight())
+      -- The first page, the failing one and the three behind it at most.
+      local entries = requests_for(sb, id, seq)
+      assert.is_true(#entries <= 1 + 1 + 3, #entries .. " requests")
+    end)
+
+    it("leaves nothing in flight when the loop body raises", function()
+      local walker = client_with { prefetch = 2 }
+      local function failing_body()
+        for _ in walker:runs(unique("latency=300"), { limit = 50 }) do error("body failed") end
+      end
+      local ok, message = pcall(failing_body)
+      assert.is_false(ok)
+      assert.truthy(message:find("body failed", 1, true))
+      if not HAS_CLOSE then
+        collectgarbage()
+        collectgarbage()
+      end
+      assert.equal(0, walker:in_flight())
+    end)
+  end)
+end)
