@@ -1,11 +1,7 @@
 local errors = require "workflows.errors"
+local fixtures = require "spec.support.fixtures"
 
--- The fields of an error object, without its metatable.
-local function fields(err)
-  local copy = {}
-  for key, value in pairs(err) do copy[key] = value end
-  return copy
-end
+local fields = fixtures.fields
 
 describe("workflows.errors", function()
   describe("__tostring", function()

@@ -1,12 +1,8 @@
 local workflows = require "workflows"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
--- The fields of an error object, without its metatable.
-local function fields(err)
-  local copy = {}
-  for key, value in pairs(err) do copy[key] = value end
-  return copy
-end
+local fields = fixtures.fields
 
 local function invalid(message)
   return { kind = "invalid_argument", message = message, attempts = 0 }

@@ -1,6 +1,7 @@
 local workflows = require "workflows"
 local core = require "workflows.core"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 local RUN_FIELDS = {
   id = "string", workflowId = "string", workflowVersion = "number", status = "string",
@@ -20,12 +21,12 @@ local function is_float(value)
 end
 
 describe("list_runs()", function()
-  local sb, client, n = nil, nil, 0
+  local sb, client
+  local suffix = fixtures.suffix_maker("list")
 
-  -- A workflow id that no other test uses, so that sandbox counters start afresh.
+  -- `id` under a name that no other test uses.
   local function unique(id)
-    n = n + 1
-    return ("%s;n=list-%d-%d"):format(id, n, os.time())
+    return id .. ";" .. suffix()
   end
 
   setup(function()

@@ -1,32 +1,13 @@
 local workflows = require "workflows"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
--- The fields of an error object, without its metatable.
-local function fields(err)
-  local copy = {}
-  for key, value in pairs(err) do copy[key] = value end
-  return copy
-end
-
-
--- The requests the sandbox logged after `seq` for workflow `id` alone: a request
--- cancelled by an earlier test may still reach the server and be logged later.
-local function requests_for(sb, id, seq)
-  local entries = {}
-  for _, entry in ipairs(sb:log(seq)) do
-    if entry.workflow_id == id then entries[#entries + 1] = entry end
-  end
-  return entries
-end
+local fields = fixtures.fields
+local requests_for = fixtures.requests_for
 
 describe("list_runs() failures", function()
-  local sb, client, n = nil, nil, 0
-
-  -- A workflow id no other test uses, so that the sandbox's counters start afresh.
-  local function unique(directives)
-    n = n + 1
-    return ("wf_demo;%s;n=failures-%d-%d"):format(directives, n, os.time())
-  end
+  local sb, client
+  local unique = fixtures.demo_id_maker("failures")
 
   -- Calls list_runs and returns the error with the log entries the call made.
   local function failing(id, options, with)

@@ -1,43 +1,16 @@
-local workflows = require "workflows"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
--- The fields of an error object, without its metatable.
-local function fields(err)
-  local copy = {}
-  for key, value in pairs(err) do copy[key] = value end
-  return copy
-end
-
-local function offsets_of(entries)
-  local offsets = {}
-  for i, entry in ipairs(entries) do offsets[i] = tonumber(entry.query.offset) end
-  table.sort(offsets)
-  return offsets
-end
-
-
--- The requests the sandbox logged after `seq` for workflow `id` alone: a request
--- cancelled by an earlier test may still reach the server and be logged later.
-local function requests_for(sb, id, seq)
-  local entries = {}
-  for _, entry in ipairs(sb:log(seq)) do
-    if entry.workflow_id == id then entries[#entries + 1] = entry end
-  end
-  return entries
-end
+local fields = fixtures.fields
+local offsets_of = fixtures.offsets_of
+local requests_for = fixtures.requests_for
 
 describe("pages()", function()
-  local sb, client, n = nil, nil, 0
-
-  local function unique(directives)
-    n = n + 1
-    return ("wf_demo;%s;n=pages-%d-%d"):format(directives, n, os.time())
-  end
+  local sb, client
+  local unique = fixtures.demo_id_maker("pages")
 
   local function client_with(options)
-    local all = { base_url = sb.url, token = sb.token, timeout = 2, max_retries = 1 }
-    for key, value in pairs(options or {}) do all[key] = value end
-    return workflows.new(all)
+    return fixtures.sandbox_client(sb, { timeout = 2, max_retries = 1 }, options)
   end
 
   -- Every page of a walk, and the log entries the walk made.

@@ -1,39 +1,18 @@
-local workflows = require "workflows"
 local core = require "workflows.core"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 local unpack = table.unpack or unpack
 
--- The fields of an error object, without its metatable.
-local function fields(err)
-  local copy = {}
-  for key, value in pairs(err) do copy[key] = value end
-  return copy
-end
-
-
--- The requests the sandbox logged after `seq` for workflow `id` alone: a request
--- cancelled by an earlier test may still reach the server and be logged later.
-local function requests_for(sb, id, seq)
-  local entries = {}
-  for _, entry in ipairs(sb:log(seq)) do
-    if entry.workflow_id == id then entries[#entries + 1] = entry end
-  end
-  return entries
-end
+local fields = fixtures.fields
+local requests_for = fixtures.requests_for
 
 describe("runs()", function()
-  local sb, client, n = nil, nil, 0
-
-  local function unique(directives)
-    n = n + 1
-    return ("wf_demo;%s;n=runs-%d-%d"):format(directives, n, os.time())
-  end
+  local sb, client
+  local unique = fixtures.demo_id_maker("runs")
 
   local function client_with(options)
-    local all = { base_url = sb.url, token = sb.token, timeout = 2, max_retries = 1 }
-    for key, value in pairs(options or {}) do all[key] = value end
-    return workflows.new(all)
+    return fixtures.sandbox_client(sb, { timeout = 2, max_retries = 1 }, options)
   end
 
   -- The ids of every run of a walk, and the log entries the walk made.
@@ -90,13 +69,16 @@ describe("runs()", function()
     end)
 
     it("only the runs of one status when asked", function()
+      -- wf_demo's runs under an id of its own: requests that earlier walks cancelled
+      -- may still reach the sandbox's log as wf_demo.
+      local id = ("wf_demo;n=runs-status-%d"):format(os.time())
       local seq, count = sb:last_seq(), 0
-      for run in client:runs("wf_demo", { status = "failure" }) do
+      for run in client:runs(id, { status = "failure" }) do
         count = count + 1
         assert.equal("failure", run.status)
       end
-      assert.equal(#listed("wf_demo", { status = "failure" }), count)
-      assert.equal("failure", requests_for(sb, "wf_demo", seq)[1].query.status)
+      assert.equal(#listed(id, { status = "failure" }), count)
+      assert.equal("failure", requests_for(sb, id, seq)[1].query.status)
     end)
 
     it("nothing for a workflow without runs", function()

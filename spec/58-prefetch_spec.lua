@@ -1,42 +1,26 @@
-local workflows = require "workflows"
 local core = require "workflows.core"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 local HAS_CLOSE = _VERSION == "Lua 5.4"
 local unpack = table.unpack or unpack
 
-local function offsets_of(entries)
-  local offsets = {}
-  for i, entry in ipairs(entries) do offsets[i] = tonumber(entry.query.offset) end
-  table.sort(offsets)
-  return offsets
-end
-
-
--- The requests the sandbox logged after `seq` for workflow `id` alone: a request
--- cancelled by an earlier test may still reach the server and be logged later.
-local function requests_for(sb, id, seq)
-  local entries = {}
-  for _, entry in ipairs(sb:log(seq)) do
-    if entry.workflow_id == id then entries[#entries + 1] = entry end
-  end
-  return entries
-end
+local offsets_of = fixtures.offsets_of
+local requests_for = fixtures.requests_for
 
 describe("prefetch", function()
-  local sb, n = nil, 0
+  local sb
+  local suffix = fixtures.suffix_maker("prefetch")
 
+  -- `directives` may be left out: some tests want no more than a log of their own.
   local function unique(directives)
-    n = n + 1
-    local id = ("wf_demo;n=prefetch-%d-%d"):format(n, os.time())
+    local id = "wf_demo;" .. suffix()
     if directives then id = id .. ";" .. directives end
     return id
   end
 
   local function client_with(options)
-    local all = { base_url = sb.url, token = sb.token, timeout = 5, max_retries = 1 }
-    for key, value in pairs(options or {}) do all[key] = value end
-    return workflows.new(all)
+    return fixtures.sandbox_client(sb, { timeout = 5, max_retries = 1 }, options)
   end
 
   local function ids_of(walker, id, options)

@@ -1,5 +1,6 @@
 local workflows = require "workflows"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 -- The interpreter running this spec, so that the child runs the same Lua.
 local LUA = (arg and arg[-1]) or (jit and "luajit") or ("lua" .. _VERSION:sub(5))
@@ -53,12 +54,8 @@ local function run_child(env, body)
 end
 
 describe("environment", function()
-  local sb, n = nil, 0
-
-  local function unique(directives)
-    n = n + 1
-    return ("wf_demo;%s;n=env-%d-%d"):format(directives, n, os.time())
-  end
+  local sb
+  local unique = fixtures.demo_id_maker("env")
 
   setup(function()
     sb = sandbox.start()
