@@ -54,3 +54,4 @@ clean:
 	rm -rf workflows build
 
 include mk/reliability.mk
+include mk/bench.mk

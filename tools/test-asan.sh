@@ -5,7 +5,7 @@
 #
 #   ASAN_CC=gcc sh tools/test-asan.sh DIR
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 dir=${1:-build/asan}
 cc=${ASAN_CC:-gcc}
 
@@ -30,7 +30,7 @@ trap 'rm -f "$out"' EXIT INT TERM
 LD_PRELOAD=$runtime \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=86 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  lua5.4 /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" spec >"$out" 2>&1
+  timeout "${ASAN_TIMEOUT:-600}" lua5.4 /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" spec >"$out" 2>&1
 tail -n 40 "$out"
 
 passed=0

@@ -5,7 +5,7 @@
 # reads and writes, uses of uninitialised values, bad frees) and 0 bytes are
 # definitely lost. Ends with one line "N passed, M failed".
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 work=$(mktemp -d)
 server=""
 cleanup() {

@@ -1,0 +1,136 @@
+-- Handles: creating and dropping 10,000 clients and breaking off 1,000 walks leaves
+-- the process's open file descriptors where they started.
+local workflows = require "workflows"
+local sandbox = require "spec.support.sandbox"
+
+-- Lua 5.4 closes a walk the moment its loop is left; older Luas leave it to the
+-- garbage collector.
+local CLOSES_AT_BREAK = _VERSION >= "Lua 5.4" and not rawget(_G, "jit")
+
+local function own_pid()
+  local file = assert(io.open("/proc/self/stat"))
+  local stat = file:read("*l")
+  file:close()
+  return assert(stat:match("^(%d+)"))
+end
+
+-- Open descriptors of this process. The `ls` doing the counting may look before
+-- io.popen has closed its copy of the pipe's other end, so each pipe counts once.
+local function open_fds(pid)
+  local pipe = assert(io.popen("ls -l /proc/" .. pid .. "/fd"))
+  local count, pipes = 0, {}
+  for line in pipe:lines() do
+    local target = line:match(" %-> (.*)$")
+    if target and target:find("^pipe:") then
+      if not pipes[target] then count = count + 1 end
+      pipes[target] = true
+    elseif target then
+      count = count + 1
+    end
+  end
+  pipe:close()
+  return count
+end
+
+-- A transfer's finalizer lets go of its session, whose own finalizer runs in the
+-- next cycle: three full cycles leave nothing of a dropped client.
+local function collect()
+  collectgarbage()
+  collectgarbage()
+  collectgarbage()
+end
+
+-- Checked every CHECKPOINT rounds, so that a leak fails the test long before the
+-- process runs out of descriptors (and cannot even stop its sandbox).
+local CHECKPOINT = 100
+
+describe("file descriptors", function()
+  local sb, pid
+
+  lazy_setup(function()
+    sb = sandbox.start()
+    pid = own_pid()
+  end)
+  lazy_teardown(function() sb:stop() end)
+
+  -- One client, used once and dropped. Each runs in a function of its own, so that
+  -- no stack slot of the test keeps the client (and its connections) reachable.
+  local function use_and_drop_client(served_by_sandbox)
+    if served_by_sandbox then
+      local client = workflows.new { base_url = sb.url, token = sb.token, max_retries = 0 }
+      return client:list_runs("wf_empty") ~= nil
+    end
+    local client = workflows.new { base_url = "http://127.0.0.1:9", token = "x", max_retries = 0 }
+    local _, err = client:list_runs("wf_empty")
+    return err ~= nil and err.kind == "network"
+  end
+
+  -- A walk started on a fresh client and broken off at its first run; returns
+  -- whether it started and how many transfers the client still had in flight.
+  local function break_off_walk()
+    local client = workflows.new { base_url = sb.url, token = sb.token, prefetch = 2 }
+    local started = false
+    for _ in client:runs("wf_big", { limit = 10 }) do  -- luacheck: ignore 512
+      started = true
+      break
+    end
+    return started, client:in_flight()
+  end
+
+  it("are all given back after 10,000 clients were made, used and dropped", function()
+    collect()
+    local before = open_fds(pid)
+    local worked = 0
+    for i = 1, 10000 do
+      -- every tenth client talks to the sandbox; the others meet a closed port,
+      -- which costs a session, a socket and an error just the same
+      if use_and_drop_client(i % 10 == 0) then worked = worked + 1 end
+      if i % CHECKPOINT == 0 then
+        collect()
+        assert.equal(before, open_fds(pid), "after " .. i .. " clients")
+      end
+    end
+    assert.equal(10000, worked)
+    collect()
+    assert.equal(before, open_fds(pid))
+  end)
+
+  it("are all given back after 1,000 walks were broken off", function()
+    collect()
+    local before = open_fds(pid)
+    local started, left_running = 0, 0
+    for i = 1, 1000 do
+      local ok, in_flight = break_off_walk()
+      if ok then started = started + 1 end
+      left_running = left_running + in_flight
+      if i % CHECKPOINT == 0 then
+        collect()
+        assert.equal(before, open_fds(pid), "after " .. i .. " walks")
+      end
+    end
+    assert.equal(1000, started)
+    if CLOSES_AT_BREAK then
+      assert.equal(0, left_running)       -- released at the break, not at collection
+    else
+      assert.is_true(left_running > 0)    -- the collector released them
+    end
+    collect()
+    assert.equal(before, open_fds(pid))
+  end)
+
+  it("stay put while one client breaks off walk after walk", function()
+    local client = workflows.new { base_url = sb.url, token = sb.token, prefetch = 3 }
+    assert(client:list_runs("wf_empty"))      -- the client's connection is open from here
+    collect()
+    local before = open_fds(pid)
+    for _ = 1, 100 do
+      for _ in client:runs("wf_big", { limit = 10 }) do break end  -- luacheck: ignore 512
+      collect()
+    end
+    -- the connection cache may keep a few more connections than the one it had
+    assert.is_true(open_fds(pid) <= before + 4, open_fds(pid) .. " open, " .. before .. " before")
+    client = nil                              -- luacheck: ignore 311
+    collect()
+    assert.is_true(open_fds(pid) < before, "the client's connections outlived it")
+  end)
+end)
