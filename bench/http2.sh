@@ -9,6 +9,7 @@
 # Everything listens on 127.0.0.1 and is stopped by its pid on any exit.
 set -eu
 cd "$(dirname "$0")/.."
+. tools/listening.sh
 
 work=$(mktemp -d /tmp/workflows-h2.XXXXXX)
 sandbox_pid=""
@@ -25,13 +26,8 @@ trap 'exit 130' INT TERM
 
 python3 sandbox/server.py --port 0 --latency-ms "${LATENCY_MS:-20}" >"$work/sandbox.out" 2>&1 &
 sandbox_pid=$!
-tries=0
-until grep -q '^listening ' "$work/sandbox.out"; do
-  tries=$((tries + 1))
-  [ "$tries" -le 100 ] || { cat "$work/sandbox.out" >&2; exit 1; }
-  sleep 0.1
-done
-upstream=$(sed -n 's|^listening http://||p' "$work/sandbox.out")
+url=$(listening_url "$sandbox_pid" "$work/sandbox.out")
+upstream=${url#http://}
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null

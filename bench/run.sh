@@ -11,6 +11,7 @@
 # success, failure or Ctrl-C alike. Takes about 6 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
+. tools/listening.sh
 
 RUNS=${BENCH_RUNS:-5}
 # At 0 ms a walk takes ~0.1 s and this 2-core machine's noise is a good part of
@@ -52,18 +53,13 @@ start_server() {
   started=$((started + 1))
   out="$work/server$started.out"
   "$@" >"$out" 2>"$work/server$started.err" &
-  pids="$pids $!"
-  tries=0
-  until grep -q '^listening ' "$out"; do
-    tries=$((tries + 1))
-    if [ "$tries" -gt 100 ] || ! kill -0 "$!" 2>/dev/null; then
-      echo "bench: server did not start: $*" >&2
-      cat "$work/server$started.err" >&2
-      exit 1
-    fi
-    sleep 0.1
-  done
-  base=$(sed -n 's/^listening //p' "$out")
+  server_pid=$!
+  pids="$pids $server_pid"
+  if ! base=$(listening_url "$server_pid" "$out"); then
+    echo "bench: server did not start: $*" >&2
+    cat "$work/server$started.err" >&2
+    exit 1
+  fi
 }
 
 # measure GROUP SERVER RUNS WORKFLOW:RUNS ROW...  (rows against $base; see harness.lua)

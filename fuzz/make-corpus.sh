@@ -6,21 +6,13 @@
 # library reported; the sandbox's random request ids make every run differ a little.
 set -eu
 cd "$(dirname "$0")/.."
+. tools/listening.sh
 out=fuzz/corpus
 work=$(mktemp -d)
 python3 sandbox/server.py --port 0 >"$work/ready" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT INT TERM
-tries=0
-until grep -qs '^listening ' "$work/ready"; do
-  tries=$((tries + 1))
-  if [ "$tries" -gt 100 ] || ! kill -0 "$server" 2>/dev/null; then
-    cat "$work/ready" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-url=$(sed -n 's/^listening //p' "$work/ready")
+url=$(listening_url "$server" "$work/ready")
 mkdir -p "$out"
 
 # seed NAME MAX_BODY ID [QUERY [TOKEN [CURL OPTIONS...]]]; TOKEN "-" sends none

@@ -3,21 +3,12 @@
 # stops the sandbox whatever happens.
 set -eu
 cd "$(dirname "$0")/.."
+. tools/listening.sh
 ready=$(mktemp)
 python3 sandbox/server.py --port 0 >"$ready" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$ready"' EXIT INT TERM
-tries=0
-until grep -q '^listening ' "$ready"; do
-  tries=$((tries + 1))
-  if [ "$tries" -gt 100 ] || ! kill -0 "$server" 2>/dev/null; then
-    cat "$ready" >&2
-    echo "demo: the sandbox did not start" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-url=$(sed -n 's/^listening //p' "$ready")
+url=$(listening_url "$server" "$ready") || { echo "demo: the sandbox did not start" >&2; exit 1; }
 echo "sandbox: $url (token sandbox-token)"
 WORKFLOWS_BASE_URL=$url WORKFLOWS_API_TOKEN=sandbox-token \
   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="./?.so;;" \
