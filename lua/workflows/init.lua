@@ -21,6 +21,8 @@ M.STATUSES = options.statuses()
 local Client = {}
 Client.__index = Client
 
+local CLOSED = "the client is closed"
+
 -- Each client's settings, token included, kept out of the client table itself
 -- so that code which dumps tables cannot show the token.
 local contexts = setmetatable({}, { __mode = "k" })
@@ -59,6 +61,8 @@ local function new_context(config)
   function ctx.get_session()
     local session = ctx.session
     if not session then
+      -- only a walk begun before client:close() can get here after it
+      if ctx.closed then error(errors.invalid_argument(CLOSED), 0) end
       session = core.session()
       ctx.session = session
     end
@@ -94,6 +98,7 @@ end
 -- back as errors of kind "invalid_argument" too, before any request.
 function Client:list_runs(id, given)
   local ctx = context_of(self, "list_runs")
+  if ctx.closed then return nil, errors.invalid_argument(CLOSED) end
   local call, problem = options.list_call(id, given)
   if not call then return nil, errors.invalid_argument(problem) end
   problem = options.token_problem(ctx.config.token)
@@ -108,6 +113,7 @@ end
 -- Shared by runs and pages: a for-loop's iterator, state, control and closing
 -- value. Bad arguments raise the error object, as a loop cannot return it.
 local function walk(ctx, mode, id, given)
+  if ctx.closed then error(errors.invalid_argument(CLOSED), 0) end
   local call, problem = options.walk_call(id, given)
   if not call then error(errors.invalid_argument(problem), 0) end
   problem = options.token_problem(ctx.config.token)
@@ -144,6 +150,19 @@ function Client:in_flight()
   local ctx = context_of(self, "in_flight")
   return ctx.session and ctx.session:running() or 0
 end
+
+-- Cancels everything in flight and closes the client's connections now, rather
+-- than when the collector finds the client; later calls fail with "the client is
+-- closed". Idempotent; also the client's closing value on Lua 5.4.
+function Client:close()
+  local ctx = context_of(self, "close")
+  ctx.closed = true
+  if ctx.session then
+    ctx.session:close()
+    ctx.session = nil
+  end
+end
+Client.__close = Client.close
 
 function Client:__tostring()
   local ctx = contexts[self]

@@ -1,0 +1,87 @@
+local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
+
+local fields = fixtures.fields
+
+local CLOSED = {
+  kind = "invalid_argument",
+  message = "the client is closed",
+  attempts = 0,
+}
+
+describe("client:close()", function()
+  local sb
+
+  lazy_setup(function() sb = sandbox.start() end)
+  lazy_teardown(function() sb:stop() end)
+
+  local function new_client(options)
+    return fixtures.sandbox_client(sb, { timeout = 2 }, options)
+  end
+
+  it("cancels what is in flight at once", function()
+    local client = new_client { prefetch = 3 }
+    local iterator = client:runs("wf_big", { limit = 10 })
+    assert.is_string(iterator().id)
+    assert.equal(3, client:in_flight())
+    client:close()
+    assert.equal(0, client:in_flight())
+  end)
+
+  it("makes later calls fail with an invalid_argument error", function()
+    local client = new_client()
+    assert(client:list_runs("wf_demo", { limit = 1 }))
+    client:close()
+    local page, err = client:list_runs("wf_demo", { limit = 1 })
+    assert.is_nil(page)
+    assert.same(CLOSED, fields(err))
+    assert.equal("workflows: invalid argument: the client is closed", tostring(err))
+    local ok, raised = pcall(client.runs, client, "wf_demo")
+    assert.is_false(ok)
+    assert.same(CLOSED, fields(raised))
+  end)
+
+  it("ends a walk begun before it with the same error", function()
+    local client = new_client { prefetch = 2 }
+    local seen = 0
+    local ok, err = pcall(function()
+      for _ in client:runs("wf_demo", { limit = 10 }) do
+        seen = seen + 1
+        if seen == 15 then client:close() end
+      end
+    end)
+    assert.is_false(ok)
+    assert.same(CLOSED, fields(err))
+    assert.equal(20, seen)    -- the runs of the page already in hand still come out
+  end)
+
+  it("can be called again", function()
+    local client = new_client()
+    client:close()
+    client:close()
+    assert.equal(0, client:in_flight())
+  end)
+
+  it("is the client's closing value on Lua 5.4", function()
+    if _VERSION ~= "Lua 5.4" or rawget(_G, "jit") then
+      -- no <close> before 5.4: the method is what older Luas have
+      assert.is_function(new_client().close)
+      return
+    end
+    local chunk = assert(load([[
+      local new_client = ...
+      local client
+      do
+        local scoped <close> = new_client { prefetch = 3 }
+        client = scoped
+        local iterator = scoped:runs("wf_big", { limit = 10 })
+        iterator()
+      end
+      return client
+    ]]))
+    local client = chunk(new_client)
+    assert.equal(0, client:in_flight())
+    local _, err = client:list_runs("wf_demo")
+    assert.same(CLOSED, fields(err))
+  end)
+end)
