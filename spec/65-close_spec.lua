@@ -21,7 +21,9 @@ describe("client:close()", function()
 
   it("cancels what is in flight at once", function()
     local client = new_client { prefetch = 3 }
-    local iterator = client:runs("wf_big", { limit = 10 })
+    -- every answer takes 300 ms, so the pages requested ahead are surely still out
+    local id = ("wf_big;latency=300;n=close-%d"):format(os.time())
+    local iterator = client:runs(id, { limit = 10 })
     assert.is_string(iterator().id)
     assert.equal(3, client:in_flight())
     client:close()
