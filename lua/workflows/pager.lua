@@ -21,12 +21,17 @@ local STALE_PAGES = 3
 local Walk = {}
 Walk.__index = Walk
 
+local function cancel_queue(walk)
+  for _, job in ipairs(walk.queue) do request.cancel(job) end
+  walk.queue = {}
+end
+
 -- Releases everything in flight; idempotent. Also the walk's closing value.
 function Walk:close()
   if self.closed then return end
   self.closed = true
-  for _, job in ipairs(self.queue) do request.cancel(job) end
-  self.queue, self.items = {}, nil
+  cancel_queue(self)
+  self.items = nil
 end
 Walk.__close = Walk.close
 
@@ -64,11 +69,6 @@ local function fill(walk, target)
     started = started + 1
   end
   return started
-end
-
-local function cancel_queue(walk)
-  for _, job in ipairs(walk.queue) do request.cancel(job) end
-  walk.queue = {}
 end
 
 -- A server may cap the page size below what was asked; plan with what it gives.
