@@ -728,8 +728,8 @@ class LogTests(ServerTestCase):
             headers={"User-Agent": "test/1"})
         [entry] = self.sandbox.log(since)
         self.assertEqual(sorted(entry), [
-            "auth", "connection", "fault", "headers", "method", "path", "query", "raw_path",
-            "request_id", "seq", "status", "ts", "workflow_id"])
+            "auth", "connection", "fault", "headers", "jitter_ms", "method", "path", "query",
+            "raw_path", "request_id", "seq", "status", "ts", "version", "workflow_id"])
         self.assertEqual(entry["seq"], since + 1)
         self.assertEqual(entry["method"], "GET")
         self.assertEqual(entry["raw_path"], "/v1/workflows/wf%5Fdemo/runs?limit=3&status=fail%75re")
@@ -741,6 +741,7 @@ class LogTests(ServerTestCase):
         self.assertEqual((entry["auth"], entry["status"], entry["fault"]), ("valid", 200, None))
         self.assertEqual(entry["request_id"], headers["X-Request-Id"])
         self.assertTrue(before <= entry["ts"] <= time.time())
+        self.assertEqual((entry["version"], entry["jitter_ms"]), (0, None))  # no events, no jitter
 
     def test_the_token_never_appears_in_the_log(self):
         since = self.sandbox.last_seq()
