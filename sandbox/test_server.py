@@ -1008,6 +1008,30 @@ class ChurnSeedTests(unittest.TestCase):
         self.assertNotEqual(other_history["any"], history["any"])
 
 
+class LiveStateTests(unittest.TestCase):
+    """The incremental per-status lists against a listing recomputed from scratch."""
+
+    def test_filtered_listings_stay_the_unfiltered_one_filtered_under_live_and_churn(self):
+        sys.path.insert(0, os.path.dirname(SERVER))
+        self.addCleanup(sys.path.remove, os.path.dirname(SERVER))
+        import server
+        factory = server.RunFactory("2026")
+        state = server.LiveState(factory, server.WORKFLOWS["wf_demo"], "wf_demo;x")
+        # First arrivals only (the lists are not built yet), then arrivals and churn.
+        for step in range(60):
+            state.advance(step % 3, step % 5 if step >= 10 else 0)
+            everything, _ = state.page(None, 0, 10_000)
+            self.assertEqual(len(everything), 250 + state.arrivals)
+            for status in STATUSES:
+                filtered, has_more = state.page(status, 0, 10_000)
+                self.assertEqual(filtered, [r for r in everything if r["status"] == status])
+                self.assertFalse(has_more)
+                middle, has_more = state.page(status, 3, 5)
+                self.assertEqual(middle, filtered[3:8])
+                self.assertEqual(has_more, len(filtered) > 8)
+        self.assertEqual(len(state.events), sum(s % 3 + (s % 5 if s >= 10 else 0) for s in range(60)))
+
+
 class LogTests(ServerTestCase):
     @classmethod
     def setUpClass(cls):
