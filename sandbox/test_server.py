@@ -154,7 +154,8 @@ def ids(runs):
 def run_is_consistent(run):
     """finishedAt is null exactly while running or waiting; totalCu is 0 while waiting."""
     open_ = run["status"] in ("running", "waiting")
-    return (run["finishedAt"] is None) == open_ and (run["status"] != "waiting" or run["totalCu"] == 0)
+    return ((run["finishedAt"] is None) == open_
+            and (run["status"] != "waiting" or run["totalCu"] == 0))
 
 
 def read_head(sock):
@@ -925,7 +926,8 @@ class HistoryTests(ServerTestCase):
             self.page(workflow_id, status="success", limit=10, offset=offset)
             snapshots.append(set(self.history(workflow_id, "success")["present"]))
         window = self.history(workflow_id, "success", since=start["version"])
-        self.assertEqual(sorted(window), ["any", "since", "status", "throughout", "version", "workflow"])
+        self.assertEqual(sorted(window),
+                         ["any", "since", "status", "throughout", "version", "workflow"])
         self.assertEqual((window["since"], window["version"]), (0, 40))
         self.assertEqual(set(window["throughout"]), set.intersection(*snapshots))
         self.assertEqual(set(window["any"]), set.union(*snapshots))
@@ -1029,7 +1031,8 @@ class LiveStateTests(unittest.TestCase):
                 middle, has_more = state.page(status, 3, 5)
                 self.assertEqual(middle, filtered[3:8])
                 self.assertEqual(has_more, len(filtered) > 8)
-        self.assertEqual(len(state.events), sum(s % 3 + (s % 5 if s >= 10 else 0) for s in range(60)))
+        self.assertEqual(len(state.events),
+                         sum(s % 3 + (s % 5 if s >= 10 else 0) for s in range(60)))
 
 
 class LogTests(ServerTestCase):
