@@ -263,10 +263,25 @@ describe("bin/workflows", function()
       assert.matches('^workflows: HTTP 400 Bad Request: invalid sandbox directive "fault=dirp"', result.stderr)
     end)
 
-    it("1 after a walk fails halfway, with the runs before written", function()
-      local result = run { "runs", id_of("status=503;times=100") .. "", "--offset", "0" }
+    it("1 after a walk fails halfway, the pages before it written and a JSON array left open", function()
+      -- stuck_offset answers the first page to every offset: the second one fails
+      local result = run { "runs", id_of("fault=stuck_offset"), "--format", "json", "--limit", "50",
+        "--prefetch", "0" }
       assert.are.equal(1, result.code)
-      assert.matches("^workflows: HTTP 503 Service Unavailable: service unavailable", result.stderr)
+      assert.matches("^workflows: decode: [^\n]*\n$", result.stderr)
+      -- the last run written waits for the next page's "," to end its line
+      local lines = cli.lines(result.stdout .. "\n")
+      assert.are.equal(51, #lines)
+      assert.are.equal("[", lines[1])
+      assert.are.equal(expected[49].id, cjson.decode(lines[50]:sub(1, -2)).id)
+      assert.are.equal(expected[50].id, cjson.decode(lines[51]).id)
+    end)
+
+    it("1 for a server error that outlasts the retries", function()
+      local result = run { "runs", id_of("status=503;times=100") }
+      assert.are.same({ "", 1 }, { result.stdout, result.code })
+      assert.matches("^workflows: HTTP 503 Service Unavailable: service unavailable %(request req_%x+; 3 attempts%)\n$",
+        result.stderr)
     end)
 
     it("130 on SIGINT", function()
