@@ -21,6 +21,7 @@ description = {
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson >= 2.1.0",
+  "argparse >= 0.7",
 }
 
 external_dependencies = {
@@ -40,11 +41,15 @@ build = {
     ["workflows.recent"] = "lua/workflows/recent.lua",
     ["workflows.request"] = "lua/workflows/request.lua",
     ["workflows.retry"] = "lua/workflows/retry.lua",
+    ["workflows.cli.output"] = "lua/workflows/cli/output.lua",
     ["workflows.core"] = {
       sources = { "src/core.c", "src/session.c", "src/response.c", "src/decode.c" },
       libraries = { "curl", "m" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },
     },
+  },
+  install = {
+    bin = { workflows = "bin/workflows" },
   },
 }

@@ -343,6 +343,14 @@ add("## Memory", "",
 add(table.unpack(table_lines(function(row) return row.group == "memory" end)))
 add("")
 
+-- The command's section, when bench/cli.sh wrote one in this `make bench`.
+local cli_section = os.getenv("BENCH_CLI_MD")
+local cli_file = cli_section and cli_section ~= "" and io.open(cli_section, "r")
+if cli_file then
+  add((cli_file:read "a":gsub("\n+$", "")), "")
+  cli_file:close()
+end
+
 add("## Commands", "", "```sh", "make bench                 # installs what is missing, builds, runs "
   .. "everything (bench/run.sh)", "BENCH_RUNS=9 make bench    # more runs per row", "```", "",
   "Each row runs (BASE is the server's `http://127.0.0.1:PORT`):", "", "```sh")

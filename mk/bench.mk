@@ -3,14 +3,15 @@
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 
 # Debian packages the peers and the measurements need, on top of $(PACKAGES).
-BENCH_PACKAGES = lua-socket lua-curl time valgrind gzip
+BENCH_PACKAGES = lua-socket lua-curl time valgrind gzip jq
 BENCH_SERVER = build/bench/static_server
 
 .PHONY: bench
 
 bench: setup all $(BENCH_SERVER)
 	@sh tools/setup.sh $(BENCH_PACKAGES)
-	@sh bench/run.sh
+	@sh bench/cli.sh $(BENCH_CLI_MD)
+	@BENCH_CLI_MD=$(BENCH_CLI_MD) sh bench/run.sh
 
 $(BENCH_SERVER): bench/static_server.c
 	@mkdir -p $(dir $@)
@@ -23,3 +24,13 @@ $(BENCH_SERVER): bench/static_server.c
 bench-http2: setup all
 	@sh tools/setup.sh nginx-light
 	@sh bench/http2.sh
+
+# make bench-cli: the command (bin/workflows) against a shell loop of curl and jq, at
+# 0 and 20 ms, its time to the first line and its memory on wf_huge (bench/cli.sh).
+# `make bench` runs it first and bench/report.lua puts its section into BENCHMARKS.md.
+BENCH_CLI_MD = build/bench/cli.md
+.PHONY: bench-cli
+
+bench-cli: setup all $(BENCH_SERVER)
+	@sh tools/setup.sh $(BENCH_PACKAGES)
+	@sh bench/cli.sh $(BENCH_CLI_MD)
