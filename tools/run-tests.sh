@@ -17,7 +17,10 @@ TEST_JOBS=${TEST_JOBS:-0}          # 0: every suite at once
 work=$(mktemp -d)
 pids=""
 cleanup() {
-  for pid in $pids; do kill "$pid" 2>/dev/null; done
+  for pid in $pids; do           # a suite's subshell, and the command it runs
+    pkill -TERM -P "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
