@@ -9,7 +9,7 @@
 # Everything listens on 127.0.0.1 and is stopped by its pid on any exit.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 
 work=$(mktemp -d /tmp/workflows-h2.XXXXXX)
 sandbox_pid=""

@@ -11,7 +11,7 @@
 # success, failure or Ctrl-C alike. Takes about 6 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 
 RUNS=${BENCH_RUNS:-5}
 # At 0 ms a walk takes ~0.1 s and this 2-core machine's noise is a good part of

@@ -6,7 +6,7 @@
 # library reported; the sandbox's random request ids make every run differ a little.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 out=fuzz/corpus
 work=$(mktemp -d)
 python3 sandbox/server.py --port 0 >"$work/ready" 2>&1 &

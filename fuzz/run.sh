@@ -8,12 +8,11 @@
 #   sh fuzz/run.sh [SECONDS]       (make fuzz FUZZ_SECONDS=N builds the fuzzer first)
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. tools/lib.sh
 seconds=${1:-60}
 fuzzer=${FUZZER:-build/fuzz/response_fuzzer}
-[ -x "$fuzzer" ] || make -s fuzzer || { echo "0 passed, 1 failed"; exit 1; }
+[ -x "$fuzzer" ] || make -s fuzzer || { tally "" 0 1; finish; exit; }
 
-passed=0
-failed=0
 work=fuzz/corpus-work
 mkdir -p "$work" fuzz/regressions
 log=$(mktemp)
@@ -22,11 +21,11 @@ trap 'rm -f "$log"' EXIT INT TERM
 for input in fuzz/regressions/*; do
   [ -f "$input" ] || continue
   if "$fuzzer" "$input" >"$log" 2>&1; then
-    passed=$((passed + 1))
+    tally "" 1 0
   else
     tail -n 30 "$log"
     echo "fuzz: regression $input fails again"
-    failed=$((failed + 1))
+    tally "" 0 1
   fi
 done
 
@@ -40,11 +39,10 @@ took=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
 grep -E '^#[0-9]+.*(DONE|pulse)' "$log" | tail -n 1
 if [ "$status" -eq 0 ] && [ -n "$runs" ]; then
   echo "fuzz: ${runs} inputs in ${seconds} s (${took}/s), no crash"
-  passed=$((passed + 1))
+  tally "" 1 0
 else
   grep -E -A 40 '==ERROR|runtime error|response_fuzzer:|deadly signal|Test unit written' "$log" | head -n 80
   echo "fuzz: the fuzzer stopped on a crash (exit $status); the input is in fuzz/regressions/"
-  failed=$((failed + 1))
+  tally "" 0 1
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

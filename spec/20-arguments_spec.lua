@@ -1,5 +1,3 @@
-local workflows = require "workflows"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local fields = fixtures.fields
@@ -51,15 +49,11 @@ local function describe_case(case)
 end
 
 describe("arguments", function()
-  local sb, client
+  local sb = fixtures.sandbox { client = { timeout = 2 } }
+  local client
 
-  setup(function()
-    sb = sandbox.start()
-    client = workflows.new { base_url = sb.url, token = sb.token, timeout = 2 }
-  end)
-
-  teardown(function()
-    sb:stop()
+  lazy_setup(function()
+    client = sb:new_client()
   end)
 
   describe("list_runs()", function()
@@ -122,8 +116,8 @@ describe("arguments", function()
   describe("a client without a token", function()
     local anonymous
 
-    setup(function()
-      anonymous = workflows.new { base_url = sb.url, token = "" }
+    lazy_setup(function()
+      anonymous = sb:new_client { token = "" }
     end)
 
     local missing = "no API token: pass the token option to workflows.new or set "

@@ -1,6 +1,5 @@
 local workflows = require "workflows"
 local core = require "workflows.core"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local RUN_FIELDS = {
@@ -21,7 +20,8 @@ local function is_float(value)
 end
 
 describe("list_runs()", function()
-  local sb, client
+  local sb = fixtures.sandbox { client = { timeout = 2 } }
+  local client
   local suffix = fixtures.suffix_maker("list")
 
   -- `id` under a name that no other test uses.
@@ -29,13 +29,8 @@ describe("list_runs()", function()
     return id .. ";" .. suffix()
   end
 
-  setup(function()
-    sb = sandbox.start()
-    client = workflows.new { base_url = sb.url, token = sb.token, timeout = 2 }
-  end)
-
-  teardown(function()
-    sb:stop()
+  lazy_setup(function()
+    client = sb:new_client()
   end)
 
   describe("on success", function()
@@ -161,7 +156,7 @@ describe("list_runs()", function()
     end)
 
     it("sends the user_agent option instead when given", function()
-      local own = workflows.new { base_url = sb.url, token = sb.token, user_agent = "probe/2.0" }
+      local own = sb:new_client { user_agent = "probe/2.0" }
       local seq = sb:last_seq()
       assert(own:list_runs("wf_demo", { limit = 1 }))
       assert.equal("probe/2.0", sb:log(seq)[1].headers["User-Agent"])
@@ -176,7 +171,7 @@ describe("list_runs()", function()
     end)
 
     it("keeps a path prefix of base_url", function()
-      local prefixed = workflows.new { base_url = sb.url .. "/api/", token = sb.token }
+      local prefixed = sb:new_client { base_url = sb.url .. "/api/" }
       local seq = sb:last_seq()
       local _, err = prefixed:list_runs("wf_demo")
       assert.equal("http", err.kind)

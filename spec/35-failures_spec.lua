@@ -1,12 +1,12 @@
 local workflows = require "workflows"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local fields = fixtures.fields
 local requests_for = fixtures.requests_for
 
 describe("list_runs() failures", function()
-  local sb, client
+  local sb = fixtures.sandbox { client = { timeout = 1, max_retries = 1 } }
+  local client
   local unique = fixtures.demo_id_maker("failures")
 
   -- Calls list_runs and returns the error with the log entries the call made.
@@ -18,18 +18,13 @@ describe("list_runs() failures", function()
     return err, requests_for(sb, id, seq)
   end
 
-  setup(function()
-    sb = sandbox.start()
-    client = workflows.new { base_url = sb.url, token = sb.token, timeout = 1, max_retries = 1 }
-  end)
-
-  teardown(function()
-    sb:stop()
+  lazy_setup(function()
+    client = sb:new_client()
   end)
 
   describe("an HTTP error", function()
     it("401 with a wrong token is never retried", function()
-      local intruder = workflows.new { base_url = sb.url, token = "wrong-token", max_retries = 2 }
+      local intruder = sb:new_client { token = "wrong-token", max_retries = 2 }
       local err, entries = failing("wf_demo", nil, intruder)
       assert.equal(1, #entries)
       assert.equal("invalid", entries[1].auth)
@@ -104,7 +99,7 @@ describe("list_runs() failures", function()
     end)
 
     it("a body over max_body_bytes stops the transfer and is never retried", function()
-      local small = workflows.new { base_url = sb.url, token = sb.token, max_body_bytes = 4096,
+      local small = sb:new_client { max_body_bytes = 4096,
         max_retries = 2 }
       local err, entries = failing(unique("fault=huge;huge_bytes=1048576"), nil, small)
       assert.equal(1, #entries)
@@ -114,7 +109,7 @@ describe("list_runs() failures", function()
     end)
 
     it("a page under max_body_bytes is fine", function()
-      local roomy = workflows.new { base_url = sb.url, token = sb.token, max_body_bytes = 1048576 }
+      local roomy = sb:new_client { max_body_bytes = 1048576 }
       local page = assert(roomy:list_runs("wf_demo", { limit = 100 }))
       assert.equal(100, #page.items)
     end)
@@ -150,7 +145,7 @@ describe("list_runs() failures", function()
     end)
 
     it("a server that never answers is a timeout after `timeout` seconds, retried", function()
-      local impatient = workflows.new { base_url = sb.url, token = sb.token, timeout = 0.3,
+      local impatient = sb:new_client { timeout = 0.3,
         max_retries = 1 }
       local err, entries = failing(unique("fault=silent"), nil, impatient)
       assert.equal(2, #entries)
@@ -177,18 +172,10 @@ describe("list_runs() failures", function()
 end)
 
 describe("list_runs() over TLS", function()
-  local sb
-
-  setup(function()
-    sb = sandbox.start { tls = true }
-  end)
-
-  teardown(function()
-    sb:stop()
-  end)
+  local sb = fixtures.sandbox { tls = true }
 
   it("verifies the server against ca_file", function()
-    local client = workflows.new { base_url = sb.url, token = sb.token, ca_file = sb.cert }
+    local client = sb:new_client { ca_file = sb.cert }
     local page = assert(client:list_runs("wf_demo", { limit = 2 }))
     assert.equal(2, #page.items)
   end)
@@ -198,7 +185,7 @@ describe("list_runs() over TLS", function()
     os.remove(directory)
     assert(os.execute("mkdir " .. directory .. " && cp " .. sb.cert .. " " .. directory
       .. "/sandbox.pem && openssl rehash " .. directory .. " >/dev/null 2>&1"))
-    local client = workflows.new { base_url = sb.url, token = sb.token, ca_path = directory }
+    local client = sb:new_client { ca_path = directory }
     local page, err = client:list_runs("wf_demo", { limit = 3 })
     os.execute("rm -rf " .. directory)
     assert.is_nil(err)
@@ -206,7 +193,7 @@ describe("list_runs() over TLS", function()
   end)
 
   it("never retries a certificate it cannot verify", function()
-    local client = workflows.new { base_url = sb.url, token = sb.token, max_retries = 2 }
+    local client = sb:new_client { max_retries = 2 }
     local seq = sb:last_seq()
     local page, err = client:list_runs("wf_demo")
     assert.is_nil(page)

@@ -1,17 +1,12 @@
 local core = require "workflows.core"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local fields = fixtures.fields
 local requests_for = fixtures.requests_for
 
 describe("retries", function()
-  local sb
+  local sb = fixtures.sandbox { client = { timeout = 2 } }
   local unique = fixtures.demo_id_maker("retries")
-
-  local function client_with(options)
-    return fixtures.sandbox_client(sb, { timeout = 2 }, options)
-  end
 
   -- Runs list_runs and returns its two results, the log entries it made and
   -- the seconds it took.
@@ -21,17 +16,10 @@ describe("retries", function()
     return page, err, requests_for(sb, id, seq), core.now() - started
   end
 
-  setup(function()
-    sb = sandbox.start()
-  end)
-
-  teardown(function()
-    sb:stop()
-  end)
 
   describe("list_runs()", function()
     it("retries a 503 and returns the page that follows", function()
-      local page, err, entries = timed(client_with { max_retries = 2 },
+      local page, err, entries = timed(sb:new_client { max_retries = 2 },
         unique("status=503;times=2"), { limit = 3 })
       assert.is_nil(err)
       assert.equal(3, #page.items)
@@ -42,7 +30,7 @@ describe("retries", function()
 
     for _, status in ipairs { 408, 429, 500, 502, 504 } do
       it("retries " .. status, function()
-        local page, _, entries = timed(client_with { max_retries = 1 },
+        local page, _, entries = timed(sb:new_client { max_retries = 1 },
           unique("status=" .. status .. ";times=1"), { limit = 1 })
         assert.equal(1, #page.items)
         assert.equal(2, #entries)
@@ -52,7 +40,7 @@ describe("retries", function()
 
     for _, status in ipairs { 403, 409, 422, 501 } do
       it("never retries " .. status, function()
-        local _, err, entries = timed(client_with { max_retries = 2 },
+        local _, err, entries = timed(sb:new_client { max_retries = 2 },
           unique("status=" .. status .. ";times=1"))
         assert.equal(1, #entries)
         assert.equal(status, err.status)
@@ -61,13 +49,13 @@ describe("retries", function()
     end
 
     it("makes one attempt only with max_retries = 0", function()
-      local _, err, entries = timed(client_with { max_retries = 0 }, unique("status=503"))
+      local _, err, entries = timed(sb:new_client { max_retries = 0 }, unique("status=503"))
       assert.equal(1, #entries)
       assert.equal(1, err.attempts)
     end)
 
     it("backs off at most 0.5 s, then 1 s, between attempts", function()
-      local _, err, entries, took = timed(client_with { max_retries = 2 }, unique("status=500"))
+      local _, err, entries, took = timed(sb:new_client { max_retries = 2 }, unique("status=500"))
       assert.equal(3, #entries)
       assert.equal(3, err.attempts)
       assert.is_true(took < 1.5 + 0.5, "took " .. took)
@@ -76,7 +64,7 @@ describe("retries", function()
     end)
 
     it("waits at least Retry-After seconds", function()
-      local page, _, entries, took = timed(client_with { max_retries = 1 },
+      local page, _, entries, took = timed(sb:new_client { max_retries = 1 },
         unique("status=503;retry_after=1;times=1"), { limit = 1 })
       assert.equal(1, #page.items)
       assert.equal(2, #entries)
@@ -86,7 +74,7 @@ describe("retries", function()
     end)
 
     it("waits until a Retry-After date", function()
-      local page, _, entries, took = timed(client_with { max_retries = 1 },
+      local page, _, entries, took = timed(sb:new_client { max_retries = 1 },
         unique("status=429;retry_after_date=2;times=1"), { limit = 1 })
       assert.equal(1, #page.items)
       assert.equal(2, #entries)
@@ -96,7 +84,7 @@ describe("retries", function()
     end)
 
     it("fails at once with retry_after when asked to wait longer than 60 s", function()
-      local page, err, entries, took = timed(client_with { max_retries = 2 },
+      local page, err, entries, took = timed(sb:new_client { max_retries = 2 },
         unique("status=429;retry_after=120"))
       assert.is_nil(page)
       assert.equal(1, #entries)
@@ -108,14 +96,14 @@ describe("retries", function()
     end)
 
     it("fails at once with retry_after for a Retry-After date an hour ahead", function()
-      local _, err, entries = timed(client_with { max_retries = 2 },
+      local _, err, entries = timed(sb:new_client { max_retries = 2 },
         unique("status=503;retry_after_date=3600"))
       assert.equal(1, #entries)
       assert.is_true(err.retry_after > 3590 and err.retry_after <= 3600, err.retry_after)
     end)
 
     it("sets no retry_after for a wait it slept through", function()
-      local _, err = timed(client_with { max_retries = 1 }, unique("status=503;retry_after=1"))
+      local _, err = timed(sb:new_client { max_retries = 1 }, unique("status=503;retry_after=1"))
       assert.equal(2, err.attempts)
       assert.is_nil(err.retry_after)
     end)
@@ -123,7 +111,7 @@ describe("retries", function()
 
   describe("deadline", function()
     it("fails at once with a timeout when a wait would overrun it", function()
-      local _, err, entries, took = timed(client_with { max_retries = 2, deadline = 0.8 },
+      local _, err, entries, took = timed(sb:new_client { max_retries = 2, deadline = 0.8 },
         unique("status=503;retry_after=1"))
       assert.equal(1, #entries)
       assert.is_true(took < 0.5, "took " .. took)
@@ -134,14 +122,14 @@ describe("retries", function()
     end)
 
     it("given to list_runs, replaces the client's", function()
-      local _, err, entries = timed(client_with { max_retries = 2, deadline = 60 },
+      local _, err, entries = timed(sb:new_client { max_retries = 2, deadline = 60 },
         unique("status=503;retry_after=1"), { deadline = 0.8 })
       assert.equal(1, #entries)
       assert.equal("timeout", err.kind)
     end)
 
     it("clips each attempt's timeout to what is left of it", function()
-      local _, err, entries, took = timed(client_with { timeout = 5, max_retries = 2,
+      local _, err, entries, took = timed(sb:new_client { timeout = 5, max_retries = 2,
         deadline = 0.5 }, unique("fault=silent"))
       assert.equal(1, #entries)
       assert.is_true(took >= 0.45 and took < 1.5, "took " .. took)
@@ -152,7 +140,7 @@ describe("retries", function()
     end)
 
     it("leaves room for retries that fit in it", function()
-      local page, err, entries = timed(client_with { max_retries = 2, deadline = 10 },
+      local page, err, entries = timed(sb:new_client { max_retries = 2, deadline = 10 },
         unique("status=503;times=1"), { limit = 2 })
       assert.is_nil(err)
       assert.equal(2, #page.items)

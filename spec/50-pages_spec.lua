@@ -1,4 +1,3 @@
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local fields = fixtures.fields
@@ -6,12 +5,9 @@ local offsets_of = fixtures.offsets_of
 local requests_for = fixtures.requests_for
 
 describe("pages()", function()
-  local sb, client
+  local sb = fixtures.sandbox { client = { timeout = 2, max_retries = 1 } }
+  local client
   local unique = fixtures.demo_id_maker("pages")
-
-  local function client_with(options)
-    return fixtures.sandbox_client(sb, { timeout = 2, max_retries = 1 }, options)
-  end
 
   -- Every page of a walk, and the log entries the walk made.
   local function collect(walker, id, options)
@@ -30,13 +26,8 @@ describe("pages()", function()
     return err, requests_for(sb, id, seq)
   end
 
-  setup(function()
-    sb = sandbox.start()
-    client = client_with()
-  end)
-
-  teardown(function()
-    sb:stop()
+  lazy_setup(function()
+    client = sb:new_client()
   end)
 
   describe("walks", function()
@@ -64,7 +55,7 @@ describe("pages()", function()
     end)
 
     it("with limit, offset and status on the wire in that order", function()
-      local pages, entries = collect(client_with { prefetch = 0 }, "wf_demo",
+      local pages, entries = collect(sb:new_client { prefetch = 0 }, "wf_demo",
         { status = "failure", limit = 10, offset = 5 })
       assert.is_true(#pages >= 1)
       assert.equal("/v1/workflows/wf_demo/runs?limit=10&offset=5&status=failure",
@@ -89,20 +80,20 @@ describe("pages()", function()
     end)
 
     it("at most `max` pages, requesting no more", function()
-      local pages, entries = collect(client_with { prefetch = 2 }, "wf_demo", { limit = 20, max = 2 })
+      local pages, entries = collect(sb:new_client { prefetch = 2 }, "wf_demo", { limit = 20, max = 2 })
       assert.equal(2, #pages)
       assert.same({ 0, 20 }, offsets_of(entries))
     end)
 
     it("on one connection from start to end", function()
-      local pages, entries = collect(client_with { prefetch = 0 }, "wf_demo", { limit = 25 })
+      local pages, entries = collect(sb:new_client { prefetch = 0 }, "wf_demo", { limit = 25 })
       assert.equal(10, #pages)
       assert.equal(10, #entries)
       for _, entry in ipairs(entries) do assert.equal(entries[1].connection, entry.connection) end
     end)
 
     it("with the same retries as list_runs", function()
-      local pages, entries = collect(client_with { max_retries = 1, prefetch = 2 },
+      local pages, entries = collect(sb:new_client { max_retries = 1, prefetch = 2 },
         unique("status=503;times=1"))
       assert.equal(3, #pages)
       local offsets, past_the_end = offsets_of(entries), {}
@@ -125,20 +116,20 @@ describe("pages()", function()
     end)
 
     it("counting the attempts made for the failing page", function()
-      local err = failure(client_with { max_retries = 1 }, unique("status=503"))
+      local err = failure(sb:new_client { max_retries = 1 }, unique("status=503"))
       assert.equal(503, err.status)
       assert.equal(2, err.attempts)
     end)
 
     it("of a page that says hasMore but brings no items, instead of looping", function()
-      local err, entries = failure(client_with { prefetch = 0 }, unique("fault=empty_has_more"))
+      local err, entries = failure(sb:new_client { prefetch = 0 }, unique("fault=empty_has_more"))
       assert.equal(1, #entries)
       assert.same({ kind = "decode", message = "data.hasMore is true but data.items is empty "
         .. "(offset 0)", requestId = entries[1].request_id, attempts = 1 }, fields(err))
     end)
 
     it("of an offset that does not advance, instead of looping", function()
-      local err, entries = failure(client_with { prefetch = 0 }, unique("fault=stuck_offset"))
+      local err, entries = failure(sb:new_client { prefetch = 0 }, unique("fault=stuck_offset"))
       assert.equal(2, #entries)
       assert.same({ kind = "decode", message = "the listing does not advance: offset 100 was "
         .. "requested, data.offset 0 came back with 100 items",
@@ -146,7 +137,7 @@ describe("pages()", function()
     end)
 
     it("of an offset that does not advance, with pages in flight", function()
-      local err, entries = failure(client_with { prefetch = 3 }, unique("fault=stuck_offset"))
+      local err, entries = failure(sb:new_client { prefetch = 3 }, unique("fault=stuck_offset"))
       assert.equal("decode", err.kind)
       assert.is_true(#entries <= 5, #entries .. " requests")
     end)

@@ -1,5 +1,4 @@
 local core = require "workflows.core"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local HAS_CLOSE = _VERSION == "Lua 5.4"
@@ -9,7 +8,7 @@ local offsets_of = fixtures.offsets_of
 local requests_for = fixtures.requests_for
 
 describe("prefetch", function()
-  local sb
+  local sb = fixtures.sandbox { client = { timeout = 5, max_retries = 1 } }
   local suffix = fixtures.suffix_maker("prefetch")
 
   -- `directives` may be left out: some tests want no more than a log of their own.
@@ -19,29 +18,27 @@ describe("prefetch", function()
     return id
   end
 
-  local function client_with(options)
-    return fixtures.sandbox_client(sb, { timeout = 5, max_retries = 1 }, options)
-  end
-
   local function ids_of(walker, id, options)
     local ids = {}
     for run in walker:runs(id, options) do ids[#ids + 1] = run.id end
     return ids
   end
 
-  setup(function()
-    sb = sandbox.start()
-  end)
-
-  teardown(function()
-    sb:stop()
-  end)
+  -- How many TCP connections the log entries came on.
+  local function connections_of(entries)
+    local connections, count = {}, 0
+    for _, entry in ipairs(entries) do
+      if not connections[entry.connection] then count = count + 1 end
+      connections[entry.connection] = true
+    end
+    return count
+  end
 
   describe("pages()", function()
     it("has the next pages requested while one is consumed, never more than prefetch", function()
       local id = unique("latency=100")
       local seq, seen = sb:last_seq(), {}
-      for _ in client_with { prefetch = 2 }:pages(id, { limit = 50 }) do
+      for _ in sb:new_client { prefetch = 2 }:pages(id, { limit = 50 }) do
         core.sleep(0.05)  -- time for the server to log what reached it
         seen[#seen + 1] = #requests_for(sb, id, seq)
       end
@@ -56,7 +53,7 @@ describe("prefetch", function()
     it("requests one page at a time with prefetch = 0", function()
       local id = unique("latency=50")
       local seq, seen = sb:last_seq(), {}
-      for _ in client_with { prefetch = 0 }:pages(id, { limit = 50 }) do
+      for _ in sb:new_client { prefetch = 0 }:pages(id, { limit = 50 }) do
         seen[#seen + 1] = #requests_for(sb, id, seq)
       end
       assert.same({ 1, 2, 3, 4, 5 }, seen)
@@ -64,17 +61,17 @@ describe("prefetch", function()
 
     it("hands pages out in order however they arrive", function()
       local offsets = {}
-      for page in client_with { prefetch = 4 }:pages("wf_demo", { limit = 20 }) do
+      for page in sb:new_client { prefetch = 4 }:pages("wf_demo", { limit = 20 }) do
         offsets[#offsets + 1] = page.offset
       end
       assert.same({ 0, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 220, 240 }, offsets)
     end)
 
-    it("holds at most prefetch + 1 pages", function()
-      local iterator, _, _, state = client_with { prefetch = 3 }:pages("wf_demo", { limit = 10 })
+    it("keeps no more than prefetch transfers out, and no page it handed out", function()
+      local walker = sb:new_client { prefetch = 3 }
       local held = setmetatable({}, { __mode = "k" })
-      for page in iterator do
-        assert.is_true(#state.queue <= 3 + 1, #state.queue .. " pages queued")
+      for page in walker:pages("wf_demo", { limit = 10 }) do
+        assert.is_true(walker:in_flight() <= 3, walker:in_flight() .. " transfers in flight")
         held[page] = true
         collectgarbage()
         collectgarbage()
@@ -87,31 +84,41 @@ describe("prefetch", function()
 
   describe("runs()", function()
     it("yields the same runs in the same order with and without prefetch", function()
-      local sequential = ids_of(client_with { prefetch = 0 }, "wf_demo", { limit = 30 })
+      local sequential = ids_of(sb:new_client { prefetch = 0 }, "wf_demo", { limit = 30 })
       assert.equal(250, #sequential)
       for _, prefetch in ipairs { 1, 2, 5 } do
-        assert.same(sequential, ids_of(client_with { prefetch = prefetch }, "wf_demo",
+        assert.same(sequential, ids_of(sb:new_client { prefetch = prefetch }, "wf_demo",
           { limit = 30 }))
       end
     end)
 
-    it("walks faster than one page at a time on a slow link", function()
-      local function timed(prefetch)
-        local started = core.now()
-        local ids = ids_of(client_with { prefetch = prefetch }, unique("latency=80"),
-          { limit = 40 })
-        assert.equal(250, #ids)
-        return core.now() - started
-      end
-      local sequential, prefetched = timed(0), timed(3)
-      assert.is_true(sequential >= 7 * 0.08, "sequential took " .. sequential)
-      assert.is_true(prefetched < sequential * 0.7,
-        ("prefetched %.3f s, sequential %.3f s"):format(prefetched, sequential))
+    -- How fast that is belongs to the benchmark (make bench); what makes it fast is
+    -- seen in the log: pages asked for at once, each on a connection of its own.
+    it("asks for the pages ahead at once, on up to prefetch + 1 connections", function()
+      local seq, id = sb:last_seq(), unique("latency=80")
+      local ids = ids_of(sb:new_client { prefetch = 3 }, id, { limit = 40 })
+      assert.equal(250, #ids)
+      local entries = requests_for(sb, id, seq)
+      assert.equal("0", entries[1].query.offset)    -- the first page alone, then the rest
+      assert.same({ 0, 40, 80, 120, 160, 200, 240 }, { unpack(offsets_of(entries), 1, 7) })
+      local connections = connections_of(entries)
+      assert.is_true(connections >= 2 and connections <= 3 + 1, connections .. " connections")
+    end)
+
+    it("asks for one page at a time on one connection with prefetch = 0", function()
+      local seq, id = sb:last_seq(), unique("latency=20")
+      local ids = ids_of(sb:new_client { prefetch = 0 }, id, { limit = 40 })
+      assert.equal(250, #ids)
+      local entries = requests_for(sb, id, seq)
+      local offsets = {}
+      for i, entry in ipairs(entries) do offsets[i] = tonumber(entry.query.offset) end
+      assert.same({ 0, 40, 80, 120, 160, 200, 240 }, offsets)   -- in order, none past the end
+      assert.equal(1, connections_of(entries))
     end)
 
     it("wastes at most prefetch requests past the end", function()
       local seq, id = sb:last_seq(), unique()
-      local ids = ids_of(client_with { prefetch = 3 }, id, { limit = 50 })
+      local ids = ids_of(sb:new_client { prefetch = 3 }, id, { limit = 50 })
       assert.equal(250, #ids)
       local offsets = offsets_of(requests_for(sb, id, seq))
       assert.same({ 0, 50, 100, 150, 200 }, { unpack(offsets, 1, 5) })
@@ -119,32 +126,33 @@ describe("prefetch", function()
     end)
 
     it("cancels the requests past the end as soon as the last page arrives", function()
-      local walker = client_with { prefetch = 2 }
-      local started, count = core.now(), 0
-      for _ in walker:runs(unique("latency=300"), { limit = 100 }) do count = count + 1 end
-      local took = core.now() - started
+      -- Every answer takes 300 ms, so a page asked for past the end is still out
+      -- while the last page is consumed, unless the walk cancelled it.
+      local walker = sb:new_client { prefetch = 2 }
+      local count, most, during_last = 0, 0, {}
+      for _ in walker:runs(unique("latency=300"), { limit = 100 }) do
+        count = count + 1
+        most = math.max(most, walker:in_flight())
+        if count > 200 then during_last[walker:in_flight()] = true end
+      end
       assert.equal(250, count)
+      assert.is_true(most >= 1, "nothing was ever fetched ahead")
+      assert.same({ [0] = true }, during_last)
       assert.equal(0, walker:in_flight())
-      -- The first page, then the two behind it; never the 300 ms of the wasted ones.
-      assert.is_true(took < 0.3 * 3, "took " .. took)
     end)
 
     it("shares the connections of the client between pages", function()
       local seq, id = sb:last_seq(), unique()
-      local ids = ids_of(client_with { prefetch = 2 }, id, { limit = 10 })
+      local ids = ids_of(sb:new_client { prefetch = 2 }, id, { limit = 10 })
       assert.equal(250, #ids)
-      local connections, count = {}, 0
-      for _, entry in ipairs(requests_for(sb, id, seq)) do
-        if not connections[entry.connection] then count = count + 1 end
-        connections[entry.connection] = true
-      end
+      local count = connections_of(requests_for(sb, id, seq))
       assert.is_true(count <= 3, count .. " connections for 25 pages")
     end)
   end)
 
   describe("release", function()
     it("cancels what is in flight when the loop breaks", function()
-      local walker = client_with { prefetch = 2 }
+      local walker = sb:new_client { prefetch = 2 }
       local in_flight_inside
       -- In a function of its own, so that nothing else keeps the walk alive.
       local function first_run()
@@ -168,19 +176,39 @@ describe("prefetch", function()
       end
     end)
 
-    it("returns a closing value that cancels what is in flight", function()
-      local walker = client_with { prefetch = 3 }
-      local iterator, _, _, state = walker:runs(unique("latency=300"), { limit = 50 })
+    it("cancels what is in flight when the fourth value of runs() is closed", function()
+      local walker = sb:new_client { prefetch = 3 }
+      local iterator, _, _, walk = walker:runs(unique("latency=300"), { limit = 50 })
       assert.is_table(iterator())
       assert.is_true(walker:in_flight() >= 1)
-      assert.is_function(getmetatable(state).__close)
-      getmetatable(state).__close(state)
+      walk:close()
       assert.equal(0, walker:in_flight())
       assert.is_nil(iterator())
+      walk:close()                                -- closing again does nothing
+    end)
+
+    it("has the fourth value close the walk as a closing value on Lua 5.4", function()
+      if not HAS_CLOSE then return end            -- no <close> before 5.4 (nor in LuaJIT)
+      local walker = sb:new_client { prefetch = 3 }
+      local chunk = assert(load([[
+        local walker, id = ...
+        local iterator, _, _, walk = walker:runs(id, { limit = 50 })
+        local inside
+        do
+          local scoped <close> = walk
+          iterator()
+          inside = walker:in_flight()
+        end
+        return inside, walker:in_flight(), iterator()
+      ]]))
+      local inside, after, more = chunk(walker, unique("latency=300"))
+      assert.is_true(inside >= 1, inside .. " in flight")
+      assert.equal(0, after)
+      assert.is_nil(more)
     end)
 
     it("cancels what is in flight when the walk is closed by hand", function()
-      local walker = client_with { prefetch = 3 }
+      local walker = sb:new_client { prefetch = 3 }
       local iterator, _, _, walk = walker:pages(unique("latency=300"), { limit = 50 })
       assert.is_table(iterator())
       assert.is_true(walker:in_flight() >= 1)
@@ -190,7 +218,7 @@ describe("prefetch", function()
     end)
 
     it("leaves nothing in flight after a page fails", function()
-      local walker = client_with { prefetch = 3 }
+      local walker = sb:new_client { prefetch = 3 }
       local seq, id = sb:last_seq(), unique("latency=100;fault=stuck_offset")
       local ok, err = pcall(function()
         for _ in walker:pages(id, { limit = 50 }) do end
@@ -204,7 +232,7 @@ describe("prefetch", function()
     end)
 
     it("leaves nothing in flight when the loop body raises", function()
-      local walker = client_with { prefetch = 2 }
+      local walker = sb:new_client { prefetch = 2 }
       local function failing_body()
         for _ in walker:runs(unique("latency=300"), { limit = 50 }) do error("body failed") end
       end

@@ -1,5 +1,4 @@
 local workflows = require "workflows"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 -- The interpreter running this spec, so that the child runs the same Lua.
@@ -54,16 +53,8 @@ local function run_child(env, body)
 end
 
 describe("environment", function()
-  local sb
+  local sb = fixtures.sandbox()
   local unique = fixtures.demo_id_maker("env")
-
-  setup(function()
-    sb = sandbox.start()
-  end)
-
-  teardown(function()
-    sb:stop()
-  end)
 
   describe("WORKFLOWS_API_TOKEN", function()
     it("is the token when the option is not given", function()

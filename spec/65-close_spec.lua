@@ -1,4 +1,3 @@
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local fields = fixtures.fields
@@ -10,17 +9,10 @@ local CLOSED = {
 }
 
 describe("client:close()", function()
-  local sb
-
-  lazy_setup(function() sb = sandbox.start() end)
-  lazy_teardown(function() sb:stop() end)
-
-  local function new_client(options)
-    return fixtures.sandbox_client(sb, { timeout = 2 }, options)
-  end
+  local sb = fixtures.sandbox { client = { timeout = 2 } }
 
   it("cancels what is in flight at once", function()
-    local client = new_client { prefetch = 3 }
+    local client = sb:new_client { prefetch = 3 }
     -- every answer takes 300 ms, so the pages requested ahead are surely still out
     local id = ("wf_big;latency=300;n=close-%d"):format(os.time())
     local iterator = client:runs(id, { limit = 10 })
@@ -31,7 +23,7 @@ describe("client:close()", function()
   end)
 
   it("makes later calls fail with an invalid_argument error", function()
-    local client = new_client()
+    local client = sb:new_client()
     assert(client:list_runs("wf_demo", { limit = 1 }))
     client:close()
     local page, err = client:list_runs("wf_demo", { limit = 1 })
@@ -44,7 +36,7 @@ describe("client:close()", function()
   end)
 
   it("ends a walk begun before it with the same error", function()
-    local client = new_client { prefetch = 2 }
+    local client = sb:new_client { prefetch = 2 }
     local seen = 0
     local ok, err = pcall(function()
       for _ in client:runs("wf_demo", { limit = 10 }) do
@@ -58,7 +50,7 @@ describe("client:close()", function()
   end)
 
   it("can be called again", function()
-    local client = new_client()
+    local client = sb:new_client()
     client:close()
     client:close()
     assert.equal(0, client:in_flight())
@@ -67,21 +59,21 @@ describe("client:close()", function()
   it("is the client's closing value on Lua 5.4", function()
     if _VERSION ~= "Lua 5.4" or rawget(_G, "jit") then
       -- no <close> before 5.4: the method is what older Luas have
-      assert.is_function(new_client().close)
+      assert.is_function(sb:new_client().close)
       return
     end
     local chunk = assert(load([[
-      local new_client = ...
+      local sb = ...
       local client
       do
-        local scoped <close> = new_client { prefetch = 3 }
+        local scoped <close> = sb:new_client { prefetch = 3 }
         client = scoped
         local iterator = scoped:runs("wf_big", { limit = 10 })
         iterator()
       end
       return client
     ]]))
-    local client = chunk(new_client)
+    local client = chunk(sb)
     assert.equal(0, client:in_flight())
     local _, err = client:list_runs("wf_demo")
     assert.same(CLOSED, fields(err))

@@ -1,9 +1,8 @@
 -- The token travels only in the Authorization header; TLS is verified; redirects
 -- are not followed; bodies past max_body_bytes are refused.
-local workflows = require "workflows"
 local core = require "workflows.core"
 local cjson = require "cjson"
-local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 local format = string.format
 
@@ -38,20 +37,11 @@ local function read_all(path)
 end
 
 describe("secrets", function()
-  local sb
-
-  lazy_setup(function() sb = sandbox.start { token = TOKEN } end)
-  lazy_teardown(function() sb:stop() end)
-
-  local function client(extra)
-    local config = { base_url = sb.url, token = TOKEN, max_retries = 1, timeout = 5 }
-    for key, value in pairs(extra or {}) do config[key] = value end
-    return workflows.new(config)
-  end
+  local sb = fixtures.sandbox { token = TOKEN, client = { max_retries = 1, timeout = 5 } }
 
   it("travel only in the Authorization header", function()
     local seq = sb:last_seq()
-    local page = assert(client():list_runs("wf_demo", { limit = 2 }))
+    local page = assert(sb:new_client():list_runs("wf_demo", { limit = 2 }))
     assert.equal(2, #page.items)
     local entries = sb:log(seq)
     assert.equal(1, #entries)
@@ -71,19 +61,19 @@ describe("secrets", function()
       assert.is_not_nil(err, id)
       errors[#errors + 1] = err
     end
-    collect(client(), "wf_nope")
-    collect(client(), "wf_demo;status=503;n=secret1")
-    collect(client(), "wf_demo;fault=invalid_json")
-    collect(client(), "wf_demo;fault=wrong_shape")
-    collect(client(), "wf_demo;fault=html;n=secret2")
-    collect(client(), "wf_demo;fault=reset;n=secret3")
-    collect(client { timeout = 0.3, max_retries = 0 }, "wf_demo;fault=silent")
-    collect(client { max_body_bytes = 1024 }, "wf_demo", { limit = 50 })
-    collect(client { base_url = "http://127.0.0.1:9" }, "wf_demo")
-    collect(client { base_url = sb.url:gsub("^http:", "https:") }, "wf_demo")
-    collect(client(), "")
+    collect(sb:new_client(), "wf_nope")
+    collect(sb:new_client(), "wf_demo;status=503;n=secret1")
+    collect(sb:new_client(), "wf_demo;fault=invalid_json")
+    collect(sb:new_client(), "wf_demo;fault=wrong_shape")
+    collect(sb:new_client(), "wf_demo;fault=html;n=secret2")
+    collect(sb:new_client(), "wf_demo;fault=reset;n=secret3")
+    collect(sb:new_client { timeout = 0.3, max_retries = 0 }, "wf_demo;fault=silent")
+    collect(sb:new_client { max_body_bytes = 1024 }, "wf_demo", { limit = 50 })
+    collect(sb:new_client { base_url = "http://127.0.0.1:9" }, "wf_demo")
+    collect(sb:new_client { base_url = sb.url:gsub("^http:", "https:") }, "wf_demo")
+    collect(sb:new_client(), "")
     local ok, raised = pcall(function()
-      for _ in client():runs("wf_demo;status=500;n=secret4") do end
+      for _ in sb:new_client():runs("wf_demo;status=500;n=secret4") do end
     end)
     assert.is_false(ok)
     errors[#errors + 1] = raised
@@ -94,7 +84,7 @@ describe("secrets", function()
 
   it("are masked in a message where the server echoes them", function()
     -- The sandbox quotes a bad directive back in its 400 message.
-    local _, err = client():list_runs("wf_demo;latency=" .. TOKEN)
+    local _, err = sb:new_client():list_runs("wf_demo;latency=" .. TOKEN)
     assert.equal(400, err.status)
     assert.equal('invalid sandbox directive "latency=***": expected milliseconds from 0 to 600000',
       err.message)
@@ -102,7 +92,7 @@ describe("secrets", function()
   end)
 
   it("are not in tostring(client)", function()
-    local c = client()
+    local c = sb:new_client()
     assert.equal("workflows.client(" .. sb.url .. ")", tostring(c))
     for key, value in pairs(c) do
       assert.is_false(contains(tostring(key) .. tostring(value), TOKEN))
@@ -148,15 +138,12 @@ describe("secrets", function()
 end)
 
 describe("TLS", function()
-  local sb
-
-  lazy_setup(function() sb = sandbox.start { tls = true } end)
-  lazy_teardown(function() sb:stop() end)
+  local sb = fixtures.sandbox { tls = true }
 
   -- The `connection` number of a fresh request's log entry: how many TCP
   -- connections the sandbox has accepted so far, handshakes that failed included.
   local function connections_so_far()
-    local c = workflows.new { base_url = sb.url, token = sb.token, ca_file = sb.cert }
+    local c = sb:new_client { ca_file = sb.cert }
     local seq = sb:last_seq()
     assert(c:list_runs("wf_empty"))
     return sb:log(seq)[1].connection
@@ -164,7 +151,7 @@ describe("TLS", function()
 
   it("refuses a server it cannot verify, once, as a network error", function()
     local before = connections_so_far()
-    local c = workflows.new { base_url = sb.url, token = sb.token, max_retries = 3 }
+    local c = sb:new_client { max_retries = 3 }
     local seq = sb:last_seq()
     local started = core.now()
     local page, err = c:list_runs("wf_demo")
@@ -180,7 +167,7 @@ describe("TLS", function()
   end)
 
   it("accepts the server with ca_file naming its certificate", function()
-    local c = workflows.new { base_url = sb.url, token = sb.token, ca_file = sb.cert }
+    local c = sb:new_client { ca_file = sb.cert }
     local seq = sb:last_seq()
     local page, err = c:list_runs("wf_demo", { limit = 5 })
     assert.is_nil(err)
@@ -191,14 +178,14 @@ describe("TLS", function()
   end)
 
   it("walks every page over one verified connection", function()
-    local c = workflows.new { base_url = sb.url, token = sb.token, ca_file = sb.cert, prefetch = 0 }
+    local c = sb:new_client { ca_file = sb.cert, prefetch = 0 }
     local count = 0
     for _ in c:runs("wf_demo") do count = count + 1 end
     assert.equal(250, count)
   end)
 
   it("refuses the server with a CA directory that lacks its certificate", function()
-    local c = workflows.new { base_url = sb.url, token = sb.token, ca_path = "/nonexistent-ca-dir",
+    local c = sb:new_client { ca_path = "/nonexistent-ca-dir",
       ca_file = "/nonexistent-ca-file.pem", max_retries = 2 }
     local _, err = c:list_runs("wf_demo")
     assert.same({ kind = "network", attempts = 1 }, { kind = err.kind, attempts = err.attempts })
@@ -207,16 +194,7 @@ describe("TLS", function()
 end)
 
 describe("transport", function()
-  local sb
-
-  lazy_setup(function() sb = sandbox.start() end)
-  lazy_teardown(function() sb:stop() end)
-
-  local function client(extra)
-    local config = { base_url = sb.url, token = sb.token, max_retries = 2 }
-    for key, value in pairs(extra or {}) do config[key] = value end
-    return workflows.new(config)
-  end
+  local sb = fixtures.sandbox { client = { max_retries = 2 } }
 
   -- The size of a page's body: as JSON, or gzipped as it travels to the client.
   -- (Python's urllib, as curl's command line hangs under the ASan runtime.)
@@ -234,7 +212,7 @@ describe("transport", function()
 
   it("never follows a redirect, so the token goes nowhere else", function()
     local seq = sb:last_seq()
-    local _, err = client():list_runs("wf_demo;fault=redirect")
+    local _, err = sb:new_client():list_runs("wf_demo;fault=redirect")
     assert.same({ kind = "http", status = 302, attempts = 1 },
       { kind = err.kind, status = err.status, attempts = err.attempts })
     assert.equal(1, #sb:log(seq))
@@ -243,9 +221,9 @@ describe("transport", function()
   it("takes a body of exactly max_body_bytes and refuses one byte more", function()
     local size = body_bytes("?limit=7&offset=3")
     assert.is_true(size > 1000)
-    local page = assert(client { max_body_bytes = size }:list_runs("wf_demo", { limit = 7, offset = 3 }))
+    local page = assert(sb:new_client { max_body_bytes = size }:list_runs("wf_demo", { limit = 7, offset = 3 }))
     assert.equal(7, #page.items)
-    local _, err = client { max_body_bytes = size - 1 }:list_runs("wf_demo", { limit = 7, offset = 3 })
+    local _, err = sb:new_client { max_body_bytes = size - 1 }:list_runs("wf_demo", { limit = 7, offset = 3 })
     assert.same({ kind = "decode", attempts = 1,
       message = format("response body is larger than max_body_bytes (%d bytes)", size - 1) },
       { kind = err.kind, attempts = err.attempts, message = err.message })
@@ -255,7 +233,7 @@ describe("transport", function()
     local size, gzipped = body_bytes("?limit=100"), body_bytes("?limit=100", true)
     assert.is_true(gzipped < size / 2, gzipped .. " bytes gzipped, " .. size .. " bytes")
     local seq = sb:last_seq()
-    local _, err = client { max_body_bytes = size - 1 }:list_runs("wf_demo", { limit = 100 })
+    local _, err = sb:new_client { max_body_bytes = size - 1 }:list_runs("wf_demo", { limit = 100 })
     assert.same({ kind = "decode", attempts = 1,
       message = format("response body is larger than max_body_bytes (%d bytes)", size - 1) },
       { kind = err.kind, attempts = err.attempts, message = err.message })
@@ -265,7 +243,7 @@ describe("transport", function()
 
   it("stops a huge body at max_body_bytes without reading it all", function()
     local started = core.now()
-    local _, err = client { max_body_bytes = 1024 * 1024 }
+    local _, err = sb:new_client { max_body_bytes = 1024 * 1024 }
       :list_runs("wf_demo;fault=huge;huge_bytes=268435456")
     local elapsed = core.now() - started
     assert.same({ kind = "decode", attempts = 1,
@@ -275,7 +253,7 @@ describe("transport", function()
   end)
 
   it("refuses the default 48 MiB huge body at the default 32 MiB cap", function()
-    local _, err = client():list_runs("wf_demo;fault=huge")
+    local _, err = sb:new_client():list_runs("wf_demo;fault=huge")
     assert.equal("decode", err.kind)
     assert.equal("response body is larger than max_body_bytes (33554432 bytes)", err.message)
   end)

@@ -1,7 +1,7 @@
 -- Handles: creating and dropping 10,000 clients and breaking off 1,000 walks leaves
 -- the process's open file descriptors where they started.
 local workflows = require "workflows"
-local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 -- Lua 5.4 closes a walk the moment its loop is left; older Luas leave it to the
 -- garbage collector.
@@ -59,19 +59,18 @@ end
 local CHECKPOINT = 100
 
 describe("file descriptors", function()
-  local sb, pid
+  local sb = fixtures.sandbox()
+  local pid
 
   lazy_setup(function()
-    sb = sandbox.start()
     pid = own_pid()
   end)
-  lazy_teardown(function() sb:stop() end)
 
   -- One client, used once and dropped. Each runs in a function of its own, so that
   -- no stack slot of the test keeps the client (and its connections) reachable.
   local function use_and_drop_client(served_by_sandbox)
     if served_by_sandbox then
-      local client = workflows.new { base_url = sb.url, token = sb.token, max_retries = 0 }
+      local client = sb:new_client { max_retries = 0 }
       return client:list_runs("wf_empty") ~= nil
     end
     local client = workflows.new { base_url = "http://127.0.0.1:9", token = "x", max_retries = 0 }
@@ -82,7 +81,7 @@ describe("file descriptors", function()
   -- A walk started on a fresh client and broken off at its first run; returns
   -- whether it started and how many transfers the client still had in flight.
   local function break_off_walk()
-    local client = workflows.new { base_url = sb.url, token = sb.token, prefetch = 2 }
+    local client = sb:new_client { prefetch = 2 }
     local started = false
     for _ in client:runs("wf_big", { limit = 10 }) do  -- luacheck: ignore 512
       started = true
@@ -129,7 +128,7 @@ describe("file descriptors", function()
   end)
 
   it("stay put while one client breaks off walk after walk", function()
-    local client = workflows.new { base_url = sb.url, token = sb.token, prefetch = 3 }
+    local client = sb:new_client { prefetch = 3 }
     assert(client:list_runs("wf_empty"))      -- the client's connection is open from here
     collect()
     local before = open_fds(pid)

@@ -1,9 +1,8 @@
 -- Every input that ever crashed the response fuzzer (fuzz/regressions/) replayed
 -- through the decoder, and through the client against the sandbox where the same
 -- bytes can come from a real server.
-local workflows = require "workflows"
 local core = require "workflows.core"
-local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 local DIR = "fuzz/regressions"
 
@@ -82,15 +81,12 @@ describe("fuzz regressions", function()
   end
 
   describe("through a client and the sandbox", function()
-    local sb
-
-    lazy_setup(function() sb = sandbox.start() end)
-    lazy_teardown(function() sb:stop() end)
+    local sb = fixtures.sandbox()
 
     -- empty-items-array: the sandbox sends data.items = [] for an empty listing and
     -- for a page past the end of one.
     it("an empty listing is an empty page", function()
-      local client = workflows.new { base_url = sb.url, token = sb.token }
+      local client = sb:new_client()
       local page, err = client:list_runs("wf_empty")
       assert.is_nil(err)
       assert.same({}, page.items)

@@ -1,5 +1,5 @@
 local cjson = require "cjson"
-local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 -- Runs a shell command and returns its exit status as a boolean on every Lua.
 local function succeeded(command)
@@ -8,15 +8,10 @@ local function succeeded(command)
 end
 
 describe("inside Neovim", function()
-  local server
+  local server = fixtures.sandbox()
 
-  setup(function()
+  lazy_setup(function()
     assert(succeeded "make -s LUA=luajit >/dev/null", "make LUA=luajit failed")
-    server = sandbox.start {}
-  end)
-
-  teardown(function()
-    if server then server:stop() end
   end)
 
   it("walks wf_demo from nvim --headless on LuaJIT", function()

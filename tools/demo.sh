@@ -3,7 +3,7 @@
 # stops the sandbox whatever happens.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 ready=$(mktemp)
 python3 sandbox/server.py --port 0 >"$ready" 2>&1 &
 server=$!

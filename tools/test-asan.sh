@@ -6,6 +6,7 @@
 #   ASAN_CC=gcc sh tools/test-asan.sh DIR
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. tools/lib.sh
 dir=${1:-build/asan}
 cc=${ASAN_CC:-gcc}
 
@@ -16,8 +17,9 @@ case $cc in
 esac
 if [ ! -f "$runtime" ]; then
   echo "test-asan: no ASan runtime found for $cc ($runtime)" >&2
-  echo "0 passed, 1 failed"
-  exit 1
+  tally "" 0 1
+  finish
+  exit
 fi
 
 out=$(mktemp)
@@ -33,23 +35,13 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   timeout "${ASAN_TIMEOUT:-600}" lua5.4 /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" spec >"$out" 2>&1
 tail -n 40 "$out"
 
-passed=0
-failed=0
-summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$out" | tail -n 1)
-if [ -n "$summary" ]; then
-  # shellcheck disable=SC2046
-  set -- $(echo "$summary" | sed 's/[^0-9 ]//g')
-  passed=$1
-  failed=$(($2 + $3 + $4))
-else
-  echo "test-asan: busted did not finish (a sanitizer may have stopped it)"
-  failed=$((failed + 1))
-fi
+counts=$(busted_counts "$out")
+[ -n "$counts" ] || echo "test-asan: busted did not finish (a sanitizer may have stopped it)"
+tally_from "" "$counts"
 reports=$(grep -c -E 'ERROR: AddressSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer' "$out")
 if [ "$reports" -gt 0 ]; then
   grep -E -A 30 'ERROR: AddressSanitizer|runtime error:' "$out" | head -n 80
   echo "test-asan: $reports sanitizer report(s)"
-  failed=$((failed + 1))
+  tally "" 0 1
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

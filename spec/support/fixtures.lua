@@ -1,5 +1,6 @@
 -- Helpers shared by the specs that talk to the sandbox (spec/support/sandbox.lua,
--- doc/sandbox.md): its request log, workflow ids of their own, clients of it.
+-- doc/sandbox.md): one sandbox per describe block and clients of it, its request
+-- log, workflow ids of their own.
 
 local M = {}
 
@@ -49,16 +50,71 @@ function M.demo_id_maker(tag)
   end
 end
 
--- A test's own `options` win over the spec's `defaults`, which win over the
--- sandbox's address and token, so that a test states only what it varies.
-function M.sandbox_client(sb, defaults, options)
+-- One sandbox for a describe block, and clients of it:
+--
+--   describe("something", function()
+--     local sb = fixtures.sandbox { client = { timeout = 2, max_retries = 1 } }
+--     it("...", function()
+--       local seq = sb:last_seq()
+--       local page, err = sb:new_client { prefetch = 0 }:list_runs("wf_demo")
+--       local entries = sb:requests_for("wf_demo", seq)
+--     end)
+--   end)
+--
+-- Called inside a describe block (never inside a test), it starts the server before
+-- the block's first test and always stops it after its last (lazy_setup and
+-- lazy_teardown), on a free port: so every busted process, and every block, has
+-- a server of its own. `options` are those of spec/support/sandbox.lua's start (tls,
+-- token, latency_ms, seed) plus `client`, the options every client of it gets unless
+-- a test says otherwise. Inside the block's tests the value returned stands for the
+-- running server: sb.url, sb.token, sb.cert, sb:log(seq), sb:last_seq().
+local Fixture = {}
+
+-- A client of the sandbox: a test's own `options` win over the block's `client`
+-- defaults, which win over the sandbox's address and token, so that a test states
+-- only what it varies.
+function Fixture:new_client(options)
   -- Required here, not on top, so that specs of the pure Lua modules can use the
   -- other helpers without the C core.
   local workflows = require "workflows"
-  local all = { base_url = sb.url, token = sb.token }
-  for key, value in pairs(defaults) do all[key] = value end
+  local all = { base_url = self.url, token = self.token }
+  for key, value in pairs(self._client_defaults) do all[key] = value end
   for key, value in pairs(options or {}) do all[key] = value end
   return workflows.new(all)
+end
+
+-- The log entries of the requests for workflow `id` after `seq` (see requests_for).
+function Fixture:requests_for(id, seq)
+  return M.requests_for(self, id, seq)
+end
+
+function M.sandbox(options)
+  local busted = require "busted"
+  local sandbox = require "spec.support.sandbox"
+  local start, defaults = {}, {}
+  for key, value in pairs(options or {}) do
+    if key == "client" then defaults = value else start[key] = value end
+  end
+  local running
+  local fixture = setmetatable({ _client_defaults = defaults }, {
+    __index = function(_, key)
+      if Fixture[key] then return Fixture[key] end
+      if not running then
+        error("the sandbox runs only during the tests of the describe block that asked for it", 2)
+      end
+      local value = running[key]
+      if type(value) == "function" then
+        return function(_, ...) return value(running, ...) end
+      end
+      return value
+    end,
+  })
+  busted.lazy_setup(function() running = sandbox.start(start) end)
+  busted.lazy_teardown(function()
+    if running then running:stop() end
+    running = nil
+  end)
+  return fixture
 end
 
 return M
