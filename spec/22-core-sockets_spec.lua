@@ -239,6 +239,29 @@ describe_luv("core.socket_session()", function()
     poll:close()
   end)
 
+  it("works over TLS", function()
+    local tls = sandbox.start { tls = true }
+    finally(function() tls:stop() end)
+    local s = core.socket_session()
+    local driver = new_driver(s)
+    local transfers = {}
+    for i = 1, 3 do
+      transfers[i] = s:start { url = tls.url .. "/v1/workflows/wf_demo/runs?limit=2&offset=" .. i,
+        token = tls.token, ca_file = tls.cert }
+    end
+    driver:wait(transfers)
+    for i = 1, 3 do
+      local outcome = transfers[i]:result()
+      assert.is_true(outcome.ok, outcome.message)
+      assert.equal(i, outcome.page.offset)
+    end
+    local untrusted = s:start { url = tls.url .. "/v1/workflows/wf_demo/runs", token = tls.token }
+    driver:wait { untrusted }
+    assert.is_true(untrusted:result().tls)
+    driver:stop()
+    s:close()
+  end)
+
   it("keeps a kept-alive connection on one descriptor across transfers", function()
     local s = core.socket_session()
     local driver = new_driver(s)
