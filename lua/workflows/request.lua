@@ -97,7 +97,7 @@ end
 local function collect(job, t)
   local transfer = job.transfer
   local outcome = transfer:result()
-  transfer:cancel()  -- hands its handle back to the pool now rather than at collection
+  transfer:release()  -- hands its handle back to the pool now rather than at collection
   job.transfer = nil
   if job.ctx.debug then log_attempt(job, outcome) end
   if outcome.ok then return finish(job, outcome.page) end
@@ -163,7 +163,7 @@ end
 
 -- Stops `job` at once; what it had in flight is released.
 function M.cancel(job)
-  if job.transfer then job.transfer:cancel() end
+  if job.transfer then job.transfer:release() end
   job.transfer, job.retry_at, job.finished, job.cancelled = nil, nil, true, true
 end
 
