@@ -122,6 +122,12 @@ local MAX_RETRIES = { "max_retries", non_negative_integer, "a non-negative integ
 local DEADLINE = { "deadline", positive_number, "a positive number" }
 local PREFETCH = { "prefetch", prefetch_count, "an integer in 0..64" }
 local USER_AGENT = { "user_agent", user_agent, "a non-empty string without control characters" }
+-- The luv module: what vim.uv, vim.loop and require "luv" return.
+local function luv_module(v)
+  return (type(v) == "table" or type(v) == "userdata") and type(v.new_timer) == "function"
+    and type(v.new_poll) == "function"
+end
+local LOOP = { "loop", luv_module, 'a libuv binding such as vim.uv, vim.loop or require "luv"' }
 local CA_FILE = { "ca_file", non_empty_string, "a non-empty string" }
 local CA_PATH = { "ca_path", non_empty_string, "a non-empty string" }
 local MAX_BODY_BYTES = { "max_body_bytes", positive_integer, "a positive integer" }
@@ -141,7 +147,7 @@ local OFFSET = { "offset", offset_value, "a non-negative integer", problem = off
 local MAX = { "max", positive_integer, "a positive integer" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
-  PREFETCH, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES }
+  PREFETCH, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 

@@ -4,6 +4,7 @@
 -- listing that stops advancing, or when the caller breaks out of the loop.
 
 local request = require "workflows.request"
+local transport = require "workflows.transport"
 local errors = require "workflows.errors"
 local recent = require "workflows.recent"
 
@@ -21,8 +22,21 @@ local STALE_PAGES = 3
 local Walk = {}
 Walk.__index = Walk
 
+-- What the caller holds of a walk: methods only. The walk itself holds the
+-- client's context, and with it the token, so it stays out of reach.
+local Handle = {}
+Handle.__index = Handle
+local walks = setmetatable({}, { __mode = "k" })
+
+-- Releases everything in flight; idempotent. Also the closing value on Lua 5.4.
+function Handle:close()
+  local walk = walks[self]
+  if walk then walk:close() end
+end
+Handle.__close = Handle.close
+
 local function cancel_queue(walk)
-  for _, job in ipairs(walk.queue) do request.cancel(job) end
+  for _, job in ipairs(walk.queue) do request.stop(job) end
   walk.queue = {}
 end
 
@@ -40,11 +54,6 @@ local function fail(walk, err)
   error(err, 0)
 end
 
-local function page_url(walk, offset)
-  local url = format("%s?limit=%d&offset=%d", walk.base, walk.limit, offset)
-  if walk.status then url = url .. "&status=" .. walk.status end
-  return url
-end
 
 -- Whether another page past the planned ones can still be of use.
 local function wants_more(walk)
@@ -61,8 +70,10 @@ end
 local function fill(walk, target)
   if walk.accepted == 0 then target = 1 end
   local queue, started = walk.queue, 0
+  local carrier = started < target and transport.current(walk.ctx)
   while #queue < target and wants_more(walk) do
-    local job = request.start(walk.ctx, page_url(walk, walk.planned), walk.budget, walk.expiry)
+    local job = request.start(walk.ctx, carrier, walk.url_of(walk.planned, walk.limit),
+      walk.page_deadline, walk.deadline_at)
     job.offset = walk.planned
     queue[#queue + 1] = job
     walk.planned = walk.planned + walk.step
@@ -154,7 +165,7 @@ local function next_page(walk)
     fill(walk, walk.prefetch + 1)
     local head = walk.queue[1]
     if not head then break end
-    request.await(head, walk.queue)
+    transport.await(head, walk.queue)
     remove(walk.queue, 1)
     if head.err then fail(walk, head.err) end
     advance(walk, head)
@@ -165,9 +176,9 @@ local function next_page(walk)
       else walk.taken = walk.taken + #head.page.items end
     end
     if fill(walk, walk.prefetch) > 0 then
-      -- Nothing moves between two drives: send the new requests now, so that
-      -- the server works on them while the caller works on this page.
-      walk.ctx.get_session():drive(0)
+      -- Send the new requests now, so that the server works on them while the
+      -- caller works on this page.
+      transport.flush(walk.queue[#walk.queue])
     end
     if worth_yielding then return head.page end
   end
@@ -192,7 +203,7 @@ local function runs_iterator(walk)
           elseif index % NUDGE_EVERY == 0 and walk.queue[1] then
             -- Transfers move only when driven: a caller slow with its runs
             -- would otherwise leave the next pages waiting on the wire.
-            walk.ctx.get_session():drive(0)
+            transport.flush(walk.queue[1])
           end
           return run
         end
@@ -219,18 +230,18 @@ end
 
 --[[ Starts nothing yet: the first call of the iterator does. `spec` holds
   ctx       the client's request context
-  base      the URL up to the query
+  url_of    function(offset, limit) -> the URL of that page
   mode      "runs" or "pages"
-  status, limit, offset, max   the checked call options (limit and offset set)
+  limit, offset, max   the checked call options (limit and offset set)
   prefetch  pages to keep in flight ahead
-  budget    seconds for each page with its retries, or nil
-  expiry    core.now() time the whole walk must be done by, or nil
+  page_deadline  seconds for each page with its retries, or nil
+  deadline_at    core.now() time the whole walk must be done by, or nil
 Returns the iterator and the walk, which is also its closing value. ]]
 function M.walk(spec)
   local walk = setmetatable({
-    ctx = spec.ctx, base = spec.base, mode = spec.mode, status = spec.status,
+    ctx = spec.ctx, url_of = spec.url_of, mode = spec.mode,
     limit = spec.limit, step = spec.limit, max = spec.max, prefetch = spec.prefetch,
-    budget = spec.budget, expiry = spec.expiry,
+    page_deadline = spec.page_deadline, deadline_at = spec.deadline_at,
     position = spec.offset, planned = spec.offset,
     queue = {}, accepted = 0, taken = 0, yielded = 0, mismatches = 0, stale = 0,
     -- Runs shift down the listing as new ones arrive at its head; a shifted run
@@ -239,7 +250,9 @@ function M.walk(spec)
     ended = false, closed = false,
   }, Walk)
   local iterator = spec.mode == "pages" and pages_iterator(walk) or runs_iterator(walk)
-  return iterator, walk
+  local handle = setmetatable({}, Handle)
+  walks[handle] = walk
+  return iterator, handle
 end
 
 return M
