@@ -45,7 +45,7 @@ end
 
 local function assert_no_token(value, what)
   for _, item in ipairs(reachable_strings(value)) do
-    assert(not item.value:find(TOKEN, 1, true), what .. item.path .. " holds the token")
+    if item.value:find(TOKEN, 1, true) then error(what .. item.path .. " holds the token", 0) end
   end
 end
 
