@@ -1,11 +1,14 @@
 -- The error object that every failure of the client turns into: a plain table
 -- whose fields callers read, with a metatable that gives it one readable line.
 
-local setmetatable, getmetatable = setmetatable, getmetatable
+local setmetatable = setmetatable
 local tostring, type = tostring, type
 local floor = math.floor
 local concat = table.concat
-local format = string.format
+local format, find, sub = string.format, string.find, string.sub
+local string = string
+
+local retry = require "workflows.retry"
 
 local M = {}
 
@@ -33,6 +36,7 @@ local LABELS = {
   network = "network",
   timeout = "timeout",
   decode = "decode",
+  cancelled = "cancelled",
 }
 
 local Error = {}
@@ -75,14 +79,59 @@ function Error.__tostring(err)
   return "workflows: " .. headline(err) .. details(err)
 end
 
+-- Code written for string errors keeps working: `err:find(...)`, `err:match(...)`
+-- and `"..." .. err` act on the error's line. No field of the error is named
+-- like a string function, so nothing is shadowed.
+function Error.__index(_, key)
+  local method = string[key]
+  if method == nil then return nil end
+  return function(self, ...) return method(Error.__tostring(self), ...) end
+end
+
+function Error.__concat(a, b)
+  return tostring(a) .. tostring(b)
+end
+
 local function new(fields)
   return setmetatable(fields, Error)
 end
-M.new = new
 
-function M.is_error(value)
-  return getmetatable(value) == Error
+-- A secret shorter than this is hidden only where it stands as a word of its
+-- own: every "a" or "42" in a message would otherwise turn into "***".
+local SHORTEST_HIDDEN_EVERYWHERE = 8
+
+-- Characters a token is made of: a short secret next to one of them is part of
+-- a longer word, not the secret itself.
+local WORD_CHARACTER = "[%w%-%._~%+/=]"
+
+local function stands_alone(text, first, last)
+  return not find(sub(text, first - 1, first - 1), WORD_CHARACTER)
+    and not find(sub(text, last + 1, last + 1), WORD_CHARACTER)
 end
+
+-- `text` with each occurrence of `secret` replaced by "***". A secret of
+-- SHORTEST_HIDDEN_EVERYWHERE bytes or more goes wherever it appears; a shorter
+-- one wherever it stands alone, which is how an echoed token appears.
+function M.without_secret(text, secret)
+  if type(text) ~= "string" or type(secret) ~= "string" or secret == "" then return text end
+  local everywhere = #secret >= SHORTEST_HIDDEN_EVERYWHERE
+  local parts, from = {}, 1
+  while true do
+    local first, last = find(text, secret, from, true)
+    if not first then break end
+    if everywhere or stands_alone(text, first, last) then
+      parts[#parts + 1] = sub(text, from, first - 1)
+      parts[#parts + 1] = "***"
+    else
+      parts[#parts + 1] = sub(text, from, last)
+    end
+    from = last + 1
+  end
+  if from == 1 then return text end
+  parts[#parts + 1] = sub(text, from)
+  return concat(parts)
+end
+local without_secret = M.without_secret
 
 function M.invalid_argument(message)
   return new { kind = "invalid_argument", message = message, attempts = 0 }
@@ -97,22 +146,31 @@ local function http_message(outcome)
   return outcome.message
 end
 
--- The error for a failed attempt as the core reported it (doc/core.md).
-function M.from_outcome(outcome, attempts)
+-- The error a failed attempt ends with, as the core reported it (doc/core.md).
+-- Servers may echo what they were sent, so `token` is kept out of its text;
+-- Retry-After is passed on only when it asked for more than the client sleeps.
+function M.from_outcome(outcome, attempts, token)
   local message = outcome.message
   if outcome.kind == "http" then message = http_message(outcome) end
+  local retry_after = outcome.retry_after
+  if retry_after and retry_after <= retry.LONGEST_WAIT then retry_after = nil end
   return new {
     kind = outcome.kind,
     status = outcome.status,
     code = outcome.code,
-    message = message,
-    requestId = outcome.request_id,
+    message = without_secret(message, token),
+    requestId = without_secret(outcome.request_id, token),
     attempts = attempts,
+    retry_after = retry_after,
   }
 end
 
 function M.timeout(message, attempts)
   return new { kind = "timeout", message = message, attempts = attempts }
+end
+
+function M.cancelled(message)
+  return new { kind = "cancelled", message = message, attempts = 0 }
 end
 
 function M.decode(message, attempts, request_id)

@@ -1,6 +1,11 @@
 -- lua-workflows: a client for the Workflows API run listing,
 -- GET /v1/workflows/{id}/runs. The C core (workflows.core) moves bytes and
 -- decodes JSON; this layer checks arguments, retries, and walks pages.
+--
+-- One rule for misuse: a bad argument or a misused call surfaces as the error
+-- object with kind "invalid_argument". list_runs returns it (nil, err), as it
+-- returns every failure; everything else raises it: workflows.new, the walks,
+-- client:spawn and the methods called without `:`.
 
 local core = require "workflows.core"
 local options = require "workflows.options"
@@ -8,14 +13,17 @@ local errors = require "workflows.errors"
 local request = require "workflows.request"
 local pager = require "workflows.pager"
 local retry = require "workflows.retry"
+local transport = require "workflows.transport"
+local tasks = require "workflows.tasks"
 
-local setmetatable, error, format, floor = setmetatable, error, string.format, math.floor
-local concat = table.concat
+local setmetatable, getmetatable, error, type = setmetatable, getmetatable, error, type
+local ipairs = ipairs
+local format, floor = string.format, math.floor
 local getenv = os.getenv
 
 local M = {}
 
-M.VERSION = "0.1.0"
+M.VERSION = "0.2.0"
 M.STATUSES = options.statuses()
 
 local Client = {}
@@ -23,18 +31,27 @@ Client.__index = Client
 
 local CLOSED = "the client is closed"
 
--- Each client's settings, token included, kept out of the client table itself
--- so that code which dumps tables cannot show the token.
+-- Each client's settings, token included, live here rather than in the client
+-- table, so that nothing reachable from the client leads to the token.
 local contexts = setmetatable({}, { __mode = "k" })
 
--- The context of `client`. Called straight from a method, so level 3 blames
--- the method's caller, who wrote client.method(...) instead of client:method(...).
+local function misuse(message)
+  error(errors.invalid_argument(message), 0)
+end
+
+-- The context of `client`, called straight from a method named `method`.
 local function context_of(client, method)
   local ctx = contexts[client]
   if not ctx then
-    error(format("workflows: %s: self is not a workflows client (call it as client:%s(...))",
-      method, method), 3)
+    return nil, errors.invalid_argument(format(
+      "client:%s: self is not a workflows client (call it as client:%s(...))", method, method))
   end
+  return ctx
+end
+
+local function context_or_raise(client, method)
+  local ctx, err = context_of(client, method)
+  if not ctx then error(err, 0) end
   return ctx
 end
 
@@ -50,117 +67,149 @@ local function random_seed()
   return floor(core.time() * 1000) + floor(core.now() * 1e6) + clients_made * 7919
 end
 
-local function new_context(config)
-  local ctx = {
-    config = config,
-    debug = getenv("WORKFLOWS_DEBUG") == "1",
-    random = retry.random_source(random_seed()),
-  }
-  -- One session per client, made on first use, so every call and every walk
-  -- rides on the same connections.
-  function ctx.get_session()
-    local session = ctx.session
-    if not session then
-      -- only a walk begun before client:close() can get here after it
-      if ctx.closed then error(errors.invalid_argument(CLOSED), 0) end
-      session = core.session()
-      ctx.session = session
+-- Releases what the client holds: tasks, transfers, connections, loop handles.
+local function close_context(ctx)
+  if ctx.closed then return end
+  ctx.closed = true
+  ctx.tasks.cancel_all(errors.invalid_argument(CLOSED))
+  for _, name in ipairs { "loop_transport", "blocking_transport" } do
+    if ctx[name] then
+      ctx[name]:close()
+      ctx[name] = nil
     end
-    return session
   end
-  return ctx
+end
+
+-- Closes the context when the client is collected without client:close(): the
+-- loop's handles would otherwise keep its transfers and descriptors alive. The
+-- guard does not reference the client, only what it must close.
+local guards = setmetatable({}, { __mode = "k" })
+local newproxy = newproxy  -- luacheck: ignore (Lua 5.1 and LuaJIT only)
+
+local function collection_guard(ctx)
+  if newproxy then
+    local guard = newproxy(true)
+    getmetatable(guard).__gc = function() close_context(ctx) end
+    return guard
+  end
+  return setmetatable({}, { __gc = function() close_context(ctx) end })
 end
 
 function M.new(given)
   local config, problem = options.client(given, getenv)
-  if not config then error("workflows.new: " .. problem, 2) end
+  if not config then misuse(problem) end
   if config.user_agent == nil then config.user_agent = default_user_agent() end
+  local ctx = {
+    config = config,
+    -- checked once here; reported by every call, since a missing token is
+    -- not an error until a request is made
+    token_problem = options.token_problem(config.token),
+    debug = getenv("WORKFLOWS_DEBUG") == "1",
+    random = retry.random_source(random_seed()),
+    loop = config.loop,
+  }
+  ctx.tasks = tasks.registry(ctx)
   local client = setmetatable({}, Client)
-  contexts[client] = new_context(config)
+  contexts[client] = ctx
+  guards[client] = collection_guard(ctx)
   return client
 end
 
-local function runs_url(ctx, id)
-  return ctx.config.base_url .. "/v1/workflows/" .. core.escape_segment(id) .. "/runs"
-end
-
--- The query of list_runs: only what was given, always in the same order.
-local function list_query(call)
-  local parts = {}
-  if call.limit then parts[#parts + 1] = format("limit=%d", call.limit) end
-  if call.offset then parts[#parts + 1] = format("offset=%d", call.offset) end
-  if call.status then parts[#parts + 1] = "status=" .. call.status end
-  if #parts == 0 then return "" end
-  return "?" .. concat(parts, "&")
-end
-
--- One page: the page table, or nil and an error object. Bad arguments come
--- back as errors of kind "invalid_argument" too, before any request.
-function Client:list_runs(id, given)
-  local ctx = context_of(self, "list_runs")
+local function list_page(ctx, id, given)
   if ctx.closed then return nil, errors.invalid_argument(CLOSED) end
   local call, problem = options.list_call(id, given)
   if not call then return nil, errors.invalid_argument(problem) end
-  problem = options.token_problem(ctx.config.token)
-  if problem then return nil, errors.invalid_argument(problem) end
-  local job = request.start(ctx, runs_url(ctx, id) .. list_query(call),
-    call.deadline or ctx.config.deadline)
-  request.await(job, { job })
+  if ctx.token_problem then return nil, errors.invalid_argument(ctx.token_problem) end
+  local config = ctx.config
+  local job = request.start(ctx, transport.current(ctx), request.runs_url(config.base_url, id, call),
+    call.deadline or config.deadline)
+  transport.await(job, { job })
   if job.err then return nil, job.err end
   return job.page
 end
 
--- Shared by runs and pages: a for-loop's iterator, state, control and closing
--- value. Bad arguments raise the error object, as a loop cannot return it.
-local function walk(ctx, mode, id, given)
-  if ctx.closed then error(errors.invalid_argument(CLOSED), 0) end
+-- One page: the page table, or nil and an error object. With `callback`, the
+-- call runs as a task of the client's loop and hands its result to
+-- callback(page, err); the task is returned (without a loop the call blocks and
+-- calls back before returning).
+function Client:list_runs(id, given, callback)
+  local ctx, err = context_of(self, "list_runs")
+  if not ctx then return nil, err end
+  if callback == nil then return list_page(ctx, id, given) end
+  if type(callback) ~= "function" then
+    return nil, errors.invalid_argument(format("callback must be a function (got %s)",
+      options.describe(callback)))
+  end
+  return ctx.tasks.spawn(self, function() callback(list_page(ctx, id, given)) end)
+end
+
+-- A for-loop's iterator, state, control and closing value, for runs and pages.
+local function iterate(client, ctx, mode, id, given)
+  if ctx.closed then misuse(CLOSED) end
   local call, problem = options.walk_call(id, given)
-  if not call then error(errors.invalid_argument(problem), 0) end
-  problem = options.token_problem(ctx.config.token)
-  if problem then error(errors.invalid_argument(problem), 0) end
-  local iterator, state = pager.walk {
+  if not call then misuse(problem) end
+  if ctx.token_problem then misuse(ctx.token_problem) end
+  local config = ctx.config
+  local iterator, walk = pager.walk {
+    client = client,
     ctx = ctx,
-    base = runs_url(ctx, id),
+    url_of = function(offset, limit)
+      return request.runs_url(config.base_url, id,
+        { limit = limit, offset = offset, status = call.status })
+    end,
     mode = mode,
-    status = call.status,
     limit = call.limit or options.DEFAULTS.walk_limit,
     offset = call.offset or 0,
     max = call.max,
-    prefetch = ctx.config.prefetch,
-    budget = ctx.config.deadline,
-    expiry = call.deadline and core.now() + call.deadline,
+    prefetch = config.prefetch,
+    prefetch_cap = config.prefetch == "auto" and config.prefetch_cap or config.prefetch,
+    page_deadline = config.deadline,
+    deadline_at = call.deadline and core.now() + call.deadline,
   }
-  return iterator, nil, nil, state
+  return iterator, nil, nil, walk
 end
 
 -- for run in client:runs(id, opts) do ... end
 function Client:runs(id, given)
-  local ctx = context_of(self, "runs")
-  return walk(ctx, "runs", id, given)
+  return iterate(self, context_or_raise(self, "runs"), "runs", id, given)
 end
 
 -- for page in client:pages(id, opts) do ... end
 function Client:pages(id, given)
-  local ctx = context_of(self, "pages")
-  return walk(ctx, "pages", id, given)
+  return iterate(self, context_or_raise(self, "pages"), "pages", id, given)
+end
+
+-- Runs `body` as a task on the client's loop: every wait inside it yields to the
+-- loop. `on_done(ok, err)` is called once when it ends. Returns the task.
+function Client:spawn(body, on_done)
+  local ctx = context_or_raise(self, "spawn")
+  if ctx.closed then misuse(CLOSED) end
+  if type(body) ~= "function" then
+    misuse(format("client:spawn: body must be a function (got %s)", options.describe(body)))
+  end
+  if on_done ~= nil and type(on_done) ~= "function" then
+    misuse(format("client:spawn: on_done must be a function (got %s)", options.describe(on_done)))
+  end
+  if not ctx.loop then
+    misuse("client:spawn needs a loop: workflows.new { loop = vim.uv or vim.loop or require \"luv\" }")
+  end
+  return ctx.tasks.spawn(self, body, on_done)
 end
 
 -- Transfers in flight on this client's connections, from every call and walk.
 function Client:in_flight()
-  local ctx = context_of(self, "in_flight")
-  return ctx.session and ctx.session:running() or 0
+  local ctx = context_or_raise(self, "in_flight")
+  local count = 0
+  if ctx.blocking_transport then count = count + ctx.blocking_transport:running() end
+  if ctx.loop_transport then count = count + ctx.loop_transport:running() end
+  return count
 end
 
--- Cancels everything in flight and closes the client's connections now, rather
--- than when the collector finds the client; later calls fail with "the client is
--- closed". Idempotent; also the client's closing value on Lua 5.4.
+-- Cancels every task and transfer and closes the client's connections now,
+-- rather than when the collector finds the client; later calls fail with "the
+-- client is closed". Idempotent; also the client's closing value on Lua 5.4.
 function Client:close()
-  local ctx = context_of(self, "close")
-  ctx.closed = true
-  if ctx.session then
-    ctx.session:close()
-    ctx.session = nil
-  end
+  close_context(context_or_raise(self, "close"))
 end
 Client.__close = Client.close
 

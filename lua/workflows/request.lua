@@ -1,58 +1,55 @@
--- One page request with its retries, as a job that `await` moves forward. Jobs
--- share the client's session: waiting is done by driving that session, so while
--- one job sits out its backoff, the transfers of the others keep moving.
+-- One page request with its retries, as a job that moves forward when told to.
+-- Nothing here waits: a transport (workflows.transport) starts the attempts and
+-- does the waiting, and `advance` says when a job wants attention again.
 
-local core = require "workflows.core"
 local errors = require "workflows.errors"
 local retry = require "workflows.retry"
+local core = require "workflows.core"
 
-local ipairs, tostring = ipairs, tostring
+local tostring = tostring
 local floor, min, huge = math.floor, math.min, math.huge
-local format, find, gsub = string.format, string.find, string.gsub
+local format, concat = string.format, table.concat
 local io = io
-local now, sleep = core.now, core.sleep
 
 local M = {}
 
--- Longest single wait in `await`. Driving returns as soon as anything happens;
--- this only bounds how long a wait can be mistaken for.
-local LONGEST_DRIVE = 1
-
 --[[ A job is a table:
-  ctx          the client's request context: config, get_session(), random, debug
-  url          the page's URL
-  expiry       core.now() time after which no attempt may run, or nil
-  attempts     requests made so far
-  transfer     the attempt in flight, or nil
-  clipped      that attempt's timeout was cut to what the deadline left
-  retry_at     core.now() time the next attempt is due, while backing off
-  finished     true once `page` or `err` is set, or the job was cancelled
-  page, err    the outcome
+  ctx           the client's context: config, debug, random
+  transport     what carries its attempts (workflows.transport)
+  url           the page's URL
+  deadline_at   core.now() time after which no attempt may run, or nil
+  attempts      requests made so far
+  attempt       the attempt in flight, or nil
+  clipped       that attempt's timeout was cut to what the deadline left
+  elapsed       seconds the last attempt took, from request to answer
+  pushed_back   an attempt failed with 429, 503 or a Retry-After
+  window        the prefetch window of the walk it belongs to, for the debug line
+  retry_at      core.now() time the next attempt is due, while backing off
+  finished      true once `page` or `err` is set, or the job was stopped
+  page, err     the outcome
 ]]
+
+-- The URL of one listing request; the query holds only what is given, always
+-- in the same order, so that equal requests are equal strings.
+function M.runs_url(base_url, id, query)
+  local parts = {}
+  if query.limit then parts[#parts + 1] = format("limit=%d", query.limit) end
+  if query.offset then parts[#parts + 1] = format("offset=%d", query.offset) end
+  if query.status then parts[#parts + 1] = "status=" .. query.status end
+  local url = base_url .. "/v1/workflows/" .. core.escape_segment(id) .. "/runs"
+  if #parts == 0 then return url end
+  return url .. "?" .. concat(parts, "&")
+end
 
 local function finish(job, page, err)
   job.page, job.err, job.finished = page, err, true
-  job.transfer, job.retry_at = nil, nil
-end
-
--- Servers may echo what they were sent; the token must not reach an error.
-local function without_token(err, token)
-  if token and token ~= "" then
-    local pattern = gsub(token, "%p", "%%%0")
-    if err.message and find(err.message, token, 1, true) then
-      err.message = gsub(err.message, pattern, "***")
-    end
-    if err.requestId and find(err.requestId, token, 1, true) then
-      err.requestId = gsub(err.requestId, pattern, "***")
-    end
-  end
-  return err
+  job.attempt, job.retry_at = nil, nil
 end
 
 local function start_attempt(job, t)
   local config = job.ctx.config
   local timeout = config.timeout
-  local left = job.expiry and job.expiry - t
+  local left = job.deadline_at and job.deadline_at - t
   if left and left <= 0 then
     return finish(job, nil, errors.timeout(
       format("deadline exceeded before attempt %d could start", job.attempts + 1), job.attempts))
@@ -61,7 +58,7 @@ local function start_attempt(job, t)
   if job.clipped then timeout = left end
   job.attempts = job.attempts + 1
   job.retry_at = nil
-  job.transfer = job.ctx.get_session():start {
+  job.attempt = job.transport:start {
     url = job.url,
     token = config.token,
     user_agent = config.user_agent,
@@ -81,90 +78,76 @@ local function log_attempt(job, outcome)
   local line = format("workflows: GET %s -> %s %dms attempt %d", job.url, result,
     floor((outcome.elapsed or 0) * 1000 + 0.5), job.attempts)
   if request_id then line = line .. " request " .. request_id end
-  io.stderr:write(line, "\n")
-end
-
--- The error a failure ends with: Retry-After is passed on only when it asked
--- for more than the client would sleep through.
-local function final_error(outcome, job)
-  local err = errors.from_outcome(outcome, job.attempts)
-  if outcome.retry_after and outcome.retry_after > retry.LONGEST_WAIT then
-    err.retry_after = outcome.retry_after
-  end
-  return without_token(err, job.ctx.config.token)
+  if job.window then line = line .. " window " .. job.window end
+  io.stderr:write(errors.without_secret(line, job.ctx.config.token), "\n")
 end
 
 local function collect(job, t)
-  local transfer = job.transfer
-  local outcome = transfer:result()
-  transfer:release()  -- hands its handle back to the pool now rather than at collection
-  job.transfer = nil
+  local attempt = job.attempt
+  local outcome = attempt:result()
+  attempt:release()  -- hands its handle back to the pool now rather than at collection
+  job.attempt = nil
+  job.elapsed = outcome.elapsed
   if job.ctx.debug then log_attempt(job, outcome) end
   if outcome.ok then return finish(job, outcome.page) end
   if outcome.kind == "timeout" and job.clipped then
     return finish(job, nil, errors.timeout(format("deadline exceeded during attempt %d (%s)",
       job.attempts, tostring(outcome.message)), job.attempts))
   end
-  local decision, wait = retry.decide(outcome, job.attempts, job.ctx.config.max_retries,
-    job.ctx.random)
-  if decision ~= "retry" then return finish(job, nil, final_error(outcome, job)) end
-  if job.expiry and t + wait >= job.expiry then
-    local last = errors.headline(final_error(outcome, job))
+  local token = job.ctx.config.token
+  local wait = retry.delay(outcome, job.attempts, job.ctx.config.max_retries, job.ctx.random)
+  if not wait then return finish(job, nil, errors.from_outcome(outcome, job.attempts, token)) end
+  if job.deadline_at and t + wait >= job.deadline_at then
+    local last = errors.headline(errors.from_outcome(outcome, job.attempts, token))
     return finish(job, nil, errors.timeout(format(
       "deadline exceeded: a %s wait before attempt %d would pass it (after %s)",
       errors.seconds(wait), job.attempts + 1, last), job.attempts))
   end
   job.retry_at = t + wait
+  if outcome.status == 429 or outcome.status == 503 or outcome.retry_after then
+    job.pushed_back = true  -- the server asked to slow down: the walk's window halves
+  end
 end
 
 -- Moves `job` on at time `t`: collects a finished attempt, starts a due one.
 local function step(job, t)
   if job.finished then return end
-  if job.transfer then
-    if job.transfer:done() then collect(job, t) end
+  if job.attempt then
+    if job.attempt:done() then collect(job, t) end
   elseif job.retry_at and job.retry_at <= t then
     start_attempt(job, t)
   end
 end
 
--- A job whose first attempt is already in flight. `budget` (seconds, or nil)
--- bounds this request with its retries; `walk_expiry` (a core.now() time, or
--- nil) bounds the walk it belongs to.
-function M.start(ctx, url, budget, walk_expiry)
-  local t = now()
-  local expiry = walk_expiry
-  if budget then expiry = min(expiry or huge, t + budget) end
-  local job = { ctx = ctx, url = url, attempts = 0, expiry = expiry, finished = false }
+-- Moves every job of `jobs` on at time `t`. Returns the earliest time a job
+-- backing off is due, or nil when none is.
+function M.advance(jobs, t)
+  local due
+  for i = 1, #jobs do
+    local job = jobs[i]
+    step(job, t)
+    local retry_at = job.retry_at
+    if retry_at and (due == nil or retry_at < due) then due = retry_at end
+  end
+  return due
+end
+
+-- A job whose first attempt is already started on `transport`. `deadline`
+-- (seconds, or nil) bounds this request with its retries; `deadline_at` (a
+-- core.now() time, or nil) bounds what it belongs to, such as a walk.
+function M.start(ctx, transport, url, deadline, deadline_at)
+  local t = core.now()
+  if deadline then deadline_at = min(deadline_at or huge, t + deadline) end
+  local job = { ctx = ctx, transport = transport, url = url, attempts = 0,
+    deadline_at = deadline_at, finished = false }
   start_attempt(job, t)
   return job
 end
 
--- Returns `job` once it has finished, having driven the session (or slept,
--- when nothing is in flight) and moved every job of `jobs` along meanwhile.
-function M.await(job, jobs)
-  local session = job.ctx.get_session()
-  while true do
-    local t = now()
-    local wake, moving = t + LONGEST_DRIVE, false
-    for _, other in ipairs(jobs) do
-      step(other, t)
-      if other.transfer then
-        moving = true
-      elseif other.retry_at and other.retry_at < wake then
-        wake = other.retry_at
-      end
-    end
-    if job.finished then return job end
-    local wait = wake - t
-    if wait < 0 then wait = 0 end
-    if moving or session:running() > 0 then session:drive(wait) else sleep(wait) end
-  end
-end
-
 -- Stops `job` at once; what it had in flight is released.
-function M.cancel(job)
-  if job.transfer then job.transfer:release() end
-  job.transfer, job.retry_at, job.finished, job.cancelled = nil, nil, true, true
+function M.stop(job)
+  if job.attempt then job.attempt:release() end
+  job.attempt, job.retry_at, job.finished = nil, nil, true
 end
 
 return M

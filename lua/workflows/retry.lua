@@ -40,15 +40,14 @@ function M.wait(outcome, attempt, random)
   return wait
 end
 
--- What to do after failed attempt number `attempt`:
---   "retry", seconds     wait that long, then try again
---   "give_up"            not retryable, or no retries left
---   "too_long", seconds  the server asked for a wait longer than LONGEST_WAIT
-function M.decide(outcome, attempt, max_retries, random)
-  if not M.is_retryable(outcome) or attempt > max_retries then return "give_up" end
+-- Seconds to wait before trying again after failed attempt number `attempt`, or
+-- nil to give up: not retryable, no retries left, or the server asked for a
+-- wait longer than LONGEST_WAIT (the error then tells the caller how long).
+function M.delay(outcome, attempt, max_retries, random)
+  if not M.is_retryable(outcome) or attempt > max_retries then return nil end
   local wait = M.wait(outcome, attempt, random)
-  if wait > M.LONGEST_WAIT then return "too_long", wait end
-  return "retry", wait
+  if wait > M.LONGEST_WAIT then return nil end
+  return wait
 end
 
 -- A uniform source in [0, 1) of its own (Park and Miller's minimal standard),

@@ -1,0 +1,196 @@
+-- Tasks: coroutines that a libuv loop drives (client:spawn and the callback form
+-- of list_runs). Inside a task every wait of the transport yields to the loop;
+-- the loop resumes the task when an answer arrives or its timer fires.
+--
+-- In Neovim, luv callbacks are a "fast" context where vim.api raises (E5560), so
+-- tasks are resumed through vim.schedule there, and user code always runs where
+-- the editor's API may be called.
+
+local errors = require "workflows.errors"
+
+local setmetatable, type, tostring, pcall = setmetatable, type, tostring, pcall
+local rawget, next, error = rawget, next, error
+local create, resume, running, status = coroutine.create, coroutine.resume,
+  coroutine.running, coroutine.status
+local yield, close_coroutine = coroutine.yield, coroutine.close  -- close: Lua 5.4 only
+local find, format = string.find, string.format
+local io = io
+
+local M = {}
+
+-- PUC Lua 5.1 cannot yield from inside a for-loop's iterator or across pcall.
+local FOR_LOOP_ON_LUA51 = "a task cannot wait inside a for loop's iterator or across pcall on "
+  .. "Lua 5.1; call the iterator from a while loop instead: local next_run = client:runs(id) "
+  .. "while true do local run = next_run() if run == nil then break end ... end"
+
+local function clearer(err)
+  if type(err) == "string" and find(err, "attempt to yield across", 1, true) then
+    return errors.invalid_argument(FOR_LOOP_ON_LUA51)
+  end
+  return err
+end
+
+-- Where an error that nobody is told about goes: shown by Neovim, or on stderr.
+local function report(err)
+  local vim = rawget(_G, "vim")
+  if vim and vim.schedule then
+    vim.schedule(function() error(err, 0) end)
+  else
+    io.stderr:write("workflows: a task failed: ", tostring(err), "\n")
+  end
+end
+
+local Task = {}
+Task.__index = Task
+
+-- Each task's state, kept out of the handle the caller holds.
+local state_of = setmetatable({}, { __mode = "k" })
+
+local function schedule_of(loop)
+  local vim = rawget(_G, "vim")
+  if vim and vim.schedule then return vim.schedule end
+  -- Standalone luv: callbacks may call Lua freely; resume from a fresh timer,
+  -- never from inside the callback that caused the wake-up.
+  return function(fn)
+    local timer = loop.new_timer()
+    timer:start(0, 0, function()
+      timer:close()
+      fn()
+    end)
+  end
+end
+
+--[[ The tasks of one client. `ctx.loop` is the luv module (vim.uv, vim.loop or
+require "luv"). A task's private state:
+  co          its coroutine
+  on_done     called once with (true) or (false, err) when it ends
+  state       "pending" (spawned, not yet run), "running", "sleeping", "done"
+  timer       its loop timer, made on first sleep, closed when it ends
+  wake_queued a resume is scheduled and not yet run ]]
+function M.registry(ctx)
+  local by_coroutine = setmetatable({}, { __mode = "k" })
+  local live = {}                 -- task handle -> true while not done
+  local schedule
+  local registry = {}
+
+  local function finish(task, ok, err)
+    local s = state_of[task]
+    if s.state == "done" then return end
+    s.state = "done"
+    live[task] = nil
+    if s.timer then
+      s.timer:stop()
+      s.timer:close()
+      s.timer = nil
+    end
+    if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
+    if s.on_done then
+      local called, failure = pcall(s.on_done, ok, err)
+      if not called then report(failure) end
+    elseif not ok then
+      report(err)
+    end
+  end
+
+  local function step(task)
+    local s = state_of[task]
+    s.wake_queued = false
+    if s.state ~= "pending" and s.state ~= "sleeping" then return end
+    s.state = "running"
+    local ok, err = resume(s.co)
+    if s.state == "done" then return end      -- cancelled from inside
+    if not ok then return finish(task, false, clearer(err)) end
+    if status(s.co) == "dead" then return finish(task, true) end
+  end
+
+  local function wake(task)
+    local s = state_of[task]
+    if s.wake_queued or (s.state ~= "sleeping" and s.state ~= "pending") then return end
+    s.wake_queued = true
+    schedule(function() step(task) end)
+  end
+
+  -- `client` is kept alive while the task runs: it closes when collected.
+  function registry.spawn(client, body, on_done)
+    schedule = schedule or schedule_of(ctx.loop)
+    local task = setmetatable({}, Task)
+    local co = create(body)
+    by_coroutine[co] = task
+    state_of[task] = { co = co, on_done = on_done, state = "pending", wake_queued = false,
+      registry = registry, client = client }
+    live[task] = true
+    wake(task)
+    return task
+  end
+
+  -- The task running now, when it is one of this client's; else nil.
+  function registry.running()
+    local co = running()
+    return co and by_coroutine[co]
+  end
+
+  -- Yields the running task until `wake` or `seconds` pass; call it only from the
+  -- task itself (registry.running() ~= nil).
+  function registry.sleep(task, seconds)
+    local s = state_of[task]
+    local ms = seconds * 1000
+    -- A 0 ms timer started from a timer callback would fire in the same pass of
+    -- the loop, which then never moves on: wait at least 1 ms.
+    if ms < 1 then ms = 1 end
+    if not s.timer then s.timer = ctx.loop.new_timer() end
+    s.timer:start(ms - ms % 1, 0, function() wake(task) end)
+    s.state = "sleeping"
+    yield()
+    -- cancelled while asleep: never come back into the body (and its loop)
+    while s.state == "done" do yield() end
+    s.timer:stop()
+  end
+
+  registry.wake = wake
+
+  local function cancel(task, err)
+    local s = state_of[task]
+    if s.state == "done" then return end
+    local co = s.co
+    finish(task, false, err)
+    -- Lua 5.4: run the body's pending closing values (a walk's break), unless the
+    -- task cancels itself from inside, where the coroutine is the running one.
+    if close_coroutine and co ~= running() and status(co) == "suspended" then
+      close_coroutine(co)
+    end
+  end
+
+  function registry.cancel(task)
+    cancel(task, errors.cancelled("the task was cancelled"))
+  end
+
+  function registry.cancel_all(err)
+    local task = next(live)
+    while task do
+      cancel(task, err)
+      task = next(live)
+    end
+  end
+
+  return registry
+end
+
+-- Stops the task and releases everything it has in flight; on_done is called
+-- with (false, err) where err.kind is "cancelled". Idempotent, and safe from
+-- inside the task's own body or callbacks.
+function Task:cancel()
+  local s = state_of[self]
+  if s then s.registry.cancel(self) end
+end
+
+-- true until the task has ended (finished, failed or cancelled).
+function Task:running()
+  local s = state_of[self]
+  return s ~= nil and s.state ~= "done"
+end
+
+function Task:__tostring()
+  return format("workflows.task (%s)", self:running() and "running" or "ended")
+end
+
+return M

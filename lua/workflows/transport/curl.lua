@@ -1,0 +1,59 @@
+-- The blocking transport: libcurl's multi interface, driven by waiting in
+-- curl_multi_poll. Calls made outside a task (and anywhere without a loop) use it.
+
+local core = require "workflows.core"
+
+local setmetatable = setmetatable
+local sleep = core.sleep
+
+local M = {}
+
+local Transport = {}
+Transport.__index = Transport
+
+function M.new()
+  return setmetatable({ session = nil }, Transport)
+end
+
+-- One session for the client's life: every call and walk rides its connections.
+local function session_of(self)
+  local session = self.session
+  if not session then
+    session = core.session()
+    self.session = session
+  end
+  return session
+end
+
+function Transport:start(request)
+  return session_of(self):start(request)
+end
+
+function Transport:wait(seconds)
+  local session = self.session
+  if session and session:running() > 0 then
+    session:drive(seconds)
+  else
+    sleep(seconds)
+  end
+end
+
+-- Nothing moves between two drives: a drive without waiting sends the new
+-- requests, so that the server works on them while the caller works on a page.
+function Transport:flush()
+  local session = self.session
+  if session and session:running() > 0 then session:drive(0) end
+end
+
+function Transport:running()
+  return self.session and self.session:running() or 0
+end
+
+function Transport:close()
+  if self.session then
+    self.session:close()
+    self.session = nil
+  end
+end
+
+return M

@@ -1,0 +1,184 @@
+-- The libuv transport: libcurl's socket interface driven by a luv loop (Neovim's
+-- vim.uv or vim.loop, or require "luv"). Calls made inside a client's tasks use
+-- it; their waits yield to the loop instead of blocking it.
+--
+-- The core reports what libcurl wants watched (doc/core.md, socket sessions);
+-- this module keeps one poll handle per socket and one timer, and hands socket
+-- events and timer expiries back. No Lua code runs inside libcurl's callbacks,
+-- and nothing here raises into the loop.
+
+local core = require "workflows.core"
+local errors = require "workflows.errors"
+
+local setmetatable, pairs, pcall, error, tostring = setmetatable, pairs, pcall, error, tostring
+local io = io
+
+local M = {}
+
+local Transport = {}
+Transport.__index = Transport
+
+function M.new(ctx)
+  return setmetatable({
+    ctx = ctx,
+    loop = ctx.loop,
+    session = nil,          -- the socket session, made on first use
+    timer = nil,            -- libcurl's timer
+    watchers = {},          -- fd -> poll handle: keyed by socket, as connections are reused
+    owners = setmetatable({}, { __mode = "k" }),   -- attempt -> the task that started it
+    waiting = {},           -- task -> true while it sleeps in wait()
+    completions = 0,        -- attempts finished so far
+    seen = setmetatable({}, { __mode = "k" }),     -- task -> completions when it last woke
+    unsent = false,         -- attempts started since the last flush
+  }, Transport)
+end
+
+-- A failure of the driver itself; the loop must go on, so it is only reported.
+local function report(err)
+  io.stderr:write("workflows: libuv transport: ", tostring(err), "\n")
+end
+
+local function wake_waiting(self)
+  local tasks = self.ctx.tasks
+  for task in pairs(self.waiting) do tasks.wake(task) end
+end
+
+-- Applies what libcurl asked for during the last call into the session: watch,
+-- re-watch or forget sockets, and set or stop the timer.
+local function settle(self)
+  local session = self.session
+  local sockets, timer = session:changes()
+  local watchers, loop = self.watchers, self.loop
+  for i = 1, #sockets, 2 do
+    local fd, what = sockets[i], sockets[i + 1]
+    local watcher = watchers[fd]
+    if what == "remove" then
+      -- before the core closes the descriptor, whose number may then be reused
+      if watcher then
+        watcher:stop()
+        watcher:close()
+        watchers[fd] = nil
+      end
+    else
+      if not watcher then
+        watcher = loop.new_poll(fd)
+        watchers[fd] = watcher
+      end
+      watcher:start(what, function(err, events)
+        self:act(session.socket_action, fd, err and "e" or events)
+      end)
+    end
+  end
+  session:close_removed()
+  if timer then
+    if timer < 0 then
+      self.timer:stop()     -- -1: stop the timer, never "fire now"
+    else
+      -- a 0 ms timer started from a timer callback would fire in the same pass
+      self.timer:start(timer < 1 and 1 or timer, 0, function()
+        self:act(session.timer_expired)
+      end)
+    end
+  end
+end
+
+-- Calls `action(session, ...)` from a loop callback, then settles, and wakes the
+-- tasks waiting when an attempt finished.
+function Transport:act(action, ...)
+  local session = self.session
+  if not session then return end
+  local before = session:running()
+  local ok, err = pcall(action, session, ...)
+  if not ok then report(err) end
+  ok, err = pcall(settle, self)
+  if not ok then report(err) end
+  if session:running() < before then
+    self.completions = self.completions + 1
+    wake_waiting(self)
+  end
+end
+
+local function session_of(self)
+  local session = self.session
+  if not session then
+    session = core.socket_session()
+    self.session = session
+    self.timer = self.loop.new_timer()
+  end
+  return session
+end
+
+function Transport:start(request)
+  local attempt = session_of(self):start(request)
+  self.owners[attempt] = self.ctx.tasks.running()
+  self.unsent = true
+  return attempt
+end
+
+-- Lets libcurl act on the attempts started since the last flush at once, rather
+-- than on the loop's next turn.
+function Transport:flush()
+  if self.unsent then
+    self.unsent = false
+    self:act(self.session.timer_expired)
+  end
+end
+
+function Transport:wait(seconds)
+  local tasks = self.ctx.tasks
+  local task = tasks.running()
+  if not task then
+    error(errors.invalid_argument("a call begun inside a task must be waited on inside a task"
+      .. " (iterate a walk in the task that started it)"), 0)
+  end
+  self:flush()
+  if self.seen[task] ~= self.completions then
+    self.seen[task] = self.completions  -- something finished since this task last looked
+    return
+  end
+  self.waiting[task] = true
+  tasks.sleep(task, seconds)
+  self.waiting[task] = nil
+  self.seen[task] = self.completions
+end
+
+-- Releases every attempt that `task` started (the task was cancelled or ended).
+function Transport:release_owned(task)
+  local released = false
+  for attempt, owner in pairs(self.owners) do
+    if owner == task then
+      attempt:release()
+      self.owners[attempt] = nil
+      released = true
+    end
+  end
+  self.waiting[task] = nil
+  if released and self.session then
+    local ok, err = pcall(settle, self)
+    if not ok then report(err) end
+  end
+end
+
+function Transport:running()
+  return self.session and self.session:running() or 0
+end
+
+function Transport:close()
+  for fd, watcher in pairs(self.watchers) do
+    watcher:stop()
+    watcher:close()
+    self.watchers[fd] = nil
+  end
+  if self.timer then
+    self.timer:stop()
+    self.timer:close()
+    self.timer = nil
+  end
+  if self.session then
+    self.session:close()   -- closes every descriptor it still holds
+    self.session = nil
+  end
+  self.waiting = {}
+end
+
+return M
