@@ -1,22 +1,20 @@
 local workflows = require "workflows"
 local core = require "workflows.core"
+local fixtures = require "spec.support.fixtures"
 
--- The message of an error raised by `fn`, with the position Lua put in front.
+-- The error object raised by `fn`: misuse raises kind "invalid_argument".
 local function raised_by(fn)
-  local ok, message = pcall(fn)
+  local ok, err = pcall(fn)
   assert.is_false(ok, "expected an error")
-  return message
-end
-
--- The same message without the "file:line: " that error() put in front.
-local function without_position(message)
-  return (message:gsub("^[^:]*:%d+: ", ""))
+  assert.equal("table", type(err))
+  assert.equal("invalid_argument", err.kind)
+  return err
 end
 
 describe("workflows", function()
   describe("VERSION", function()
-    it("is 0.1.0, a MAJOR.MINOR.PATCH string", function()
-      assert.equal("0.1.0", workflows.VERSION)
+    it("is 0.2.0, a MAJOR.MINOR.PATCH string", function()
+      assert.equal("0.2.0", workflows.VERSION)
       assert.truthy(workflows.VERSION:match("^%d+%.%d+%.%d+$"))
     end)
   end)
@@ -62,6 +60,11 @@ describe("workflows", function()
     local bad_options = {
       { { timout = 1 }, 'unknown option "timout" (did you mean "timeout"?)' },
       { { prefech = 1 }, 'unknown option "prefech" (did you mean "prefetch"?)' },
+      { { prefetch = "fast" }, 'option "prefetch" must be an integer in 0..64 or "auto" (got "fast")' },
+      { { prefetch_cap = 0 }, 'option "prefetch_cap" must be an integer in 1..64 (got 0)' },
+      { { prefetch_cap = 65 }, 'option "prefetch_cap" must be an integer in 1..64 (got 65)' },
+      { { loop = {} }, 'option "loop" must be a libuv binding such as vim.uv, vim.loop or '
+        .. 'require "luv" (got table)' },
       { { max_retry = 1 }, 'unknown option "max_retry" (did you mean "max_retries"?)' },
       { { colour = "red" }, 'unknown option "colour"' },
       { { [1] = "x" }, "unknown option 1" },
@@ -78,9 +81,9 @@ describe("workflows", function()
       { { max_retries = 1.5 }, 'option "max_retries" must be a non-negative integer (got 1.5)' },
       { { max_retries = math.huge },
         'option "max_retries" must be a non-negative integer (got inf)' },
-      { { prefetch = -1 }, 'option "prefetch" must be an integer in 0..64 (got -1)' },
-      { { prefetch = 2.5 }, 'option "prefetch" must be an integer in 0..64 (got 2.5)' },
-      { { prefetch = 65 }, 'option "prefetch" must be an integer in 0..64 (got 65)' },
+      { { prefetch = -1 }, 'option "prefetch" must be an integer in 0..64 or "auto" (got -1)' },
+      { { prefetch = 2.5 }, 'option "prefetch" must be an integer in 0..64 or "auto" (got 2.5)' },
+      { { prefetch = 65 }, 'option "prefetch" must be an integer in 0..64 or "auto" (got 65)' },
       { { max_body_bytes = 0 }, 'option "max_body_bytes" must be a positive integer (got 0)' },
       { { max_body_bytes = 10.5 },
         'option "max_body_bytes" must be a positive integer (got 10.5)' },
@@ -106,28 +109,31 @@ describe("workflows", function()
 
     for _, case in ipairs(bad_options) do
       it("raises for " .. case[2], function()
-        local message = raised_by(function() workflows.new(case[1]) end)
-        assert.equal("workflows.new: " .. case[2], without_position(message))
+        local err = raised_by(function() workflows.new(case[1]) end)
+        assert.equal(case[2], err.message)
+        assert.equal("workflows: invalid argument: " .. case[2], tostring(err))
       end)
     end
 
-    it("raises at the caller's line (level 2)", function()
-      local line = debug.getinfo(1, "l").currentline + 1
-      local message = raised_by(function() workflows.new { timeout = -1 } end)
-      assert.equal("spec/10-module_spec.lua:" .. line
-        .. ': workflows.new: option "timeout" must be a positive number (got -1)', message)
+    it("raises the error object, which string code can still read", function()
+      local err = raised_by(function() workflows.new { timeout = -1 } end)
+      assert.same({ kind = "invalid_argument", attempts = 0,
+        message = 'option "timeout" must be a positive number (got -1)' }, fixtures.fields(err))
+      assert.equal(1, (err:find("timeout", 1, true) and 1))
+      assert.equal('timeout', err:match('"(%a+)"'))
+      assert.equal('new: workflows: invalid argument: option "timeout" must be a positive number '
+        .. "(got -1)", "new: " .. err)
     end)
 
     it("raises when the options are not a table", function()
-      local message = raised_by(function() workflows.new "https://example.test" end)
-      assert.equal('workflows.new: options must be a table (got "https://example.test")',
-        without_position(message))
+      local err = raised_by(function() workflows.new "https://example.test" end)
+      assert.equal('options must be a table (got "https://example.test")', err.message)
     end)
 
     it("never shows a bad token in its message", function()
-      local message = raised_by(function() workflows.new { token = "s3cret\nX-Evil: 1" } end)
-      assert.equal('workflows.new: option "token" must be a string without control characters',
-        without_position(message))
+      local err = raised_by(function() workflows.new { token = "s3cret\nX-Evil: 1" } end)
+      assert.equal('option "token" must be a string without control characters', err.message)
+      local message = tostring(err)
       assert.is_nil(message:find("s3cret", 1, true))
     end)
 

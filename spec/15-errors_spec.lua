@@ -3,6 +3,11 @@ local fixtures = require "spec.support.fixtures"
 
 local fields = fixtures.fields
 
+-- An error object with the given fields, as the layer makes them.
+local function error_with(given)
+  return setmetatable(given, getmetatable(errors.timeout("", 0)))
+end
+
 describe("workflows.errors", function()
   describe("__tostring", function()
     local lines = {
@@ -32,7 +37,7 @@ describe("workflows.errors", function()
     }
     for _, case in ipairs(lines) do
       it("gives " .. case[2], function()
-        assert.equal(case[2], tostring(errors.new(case[1])))
+        assert.equal(case[2], tostring(error_with(case[1])))
       end)
     end
   end)
@@ -44,7 +49,21 @@ describe("workflows.errors", function()
         reused = true }, 1)
       assert.same({ kind = "http", status = 404, code = 404, message = "workflow not found",
         requestId = "req_9", attempts = 1 }, fields(err))
-      assert.is_true(errors.is_error(err))
+      assert.equal(getmetatable(errors.timeout("", 0)), getmetatable(err))
+    end)
+
+    it("passes Retry-After on only when it is longer than the client sleeps", function()
+      local err = errors.from_outcome({ ok = false, kind = "http", status = 429,
+        retry_after = 61 }, 1)
+      assert.equal(61, err.retry_after)
+    end)
+
+    it("keeps the token out of the message and the request id", function()
+      local err = errors.from_outcome({ ok = false, kind = "http", status = 400,
+        message = "bad token s3cret-token-1", request_id = "id-s3cret-token-1" }, 1,
+        "s3cret-token-1")
+      assert.equal("bad token ***", err.message)
+      assert.equal("id-***", err.requestId)
     end)
 
     it("says that a redirect without a body was not followed", function()
@@ -66,11 +85,14 @@ describe("workflows.errors", function()
     end)
   end)
 
-  describe("is_error()", function()
-    it("tells error objects from other tables", function()
-      assert.is_true(errors.is_error(errors.timeout("late", 1)))
-      assert.is_false(errors.is_error({ kind = "timeout" }))
-      assert.is_false(errors.is_error("workflows: timeout"))
+  describe("string methods", function()
+    it("act on the error's line, so code written for string errors keeps working", function()
+      local err = errors.timeout("late", 1)
+      assert.equal("workflows: timeout: late", tostring(err))
+      assert.equal(12, (err:find("timeout", 1, true)))
+      assert.equal("late", err:match("(%a+)$"))
+      assert.equal("error: workflows: timeout: late", "error: " .. err)
+      assert.is_nil(err.status)
     end)
   end)
 

@@ -57,32 +57,28 @@ describe("workflows.retry", function()
     end)
   end)
 
-  describe("decide()", function()
-    it("retries while retries are left", function()
-      local decision, wait = retry.decide({ kind = "timeout" }, 2, 2, constant(0.5))
-      assert.equal("retry", decision)
-      assert.equal(0.5, wait)
+  describe("delay()", function()
+    it("waits and retries while retries are left", function()
+      assert.equal(0.5, retry.delay({ kind = "timeout" }, 2, 2, constant(0.5)))
     end)
 
     it("gives up when max_retries are used", function()
-      assert.equal("give_up", (retry.decide({ kind = "timeout" }, 3, 2, constant(0.5))))
-      assert.equal("give_up", (retry.decide({ kind = "timeout" }, 1, 0, constant(0.5))))
+      assert.is_nil(retry.delay({ kind = "timeout" }, 3, 2, constant(0.5)))
+      assert.is_nil(retry.delay({ kind = "timeout" }, 1, 0, constant(0.5)))
     end)
 
     it("gives up at once on what is not retryable", function()
-      assert.equal("give_up", (retry.decide({ kind = "http", status = 404 }, 1, 5, constant(0))))
+      assert.is_nil(retry.delay({ kind = "http", status = 404 }, 1, 5, constant(0)))
     end)
 
-    it("hands a wait longer than 60 s back instead of sleeping", function()
-      local decision, wait = retry.decide({ kind = "http", status = 429, retry_after = 61 }, 1, 2,
-        constant(0))
-      assert.equal("too_long", decision)
-      assert.equal(61, wait)
+    it("gives up instead of sleeping through a wait longer than 60 s", function()
+      assert.is_nil(retry.delay({ kind = "http", status = 429, retry_after = 61 }, 1, 2,
+        constant(0)))
     end)
 
     it("sleeps through exactly 60 s", function()
-      assert.equal("retry", (retry.decide({ kind = "http", status = 429, retry_after = 60 }, 1, 2,
-        constant(0))))
+      assert.equal(60, retry.delay({ kind = "http", status = 429, retry_after = 60 }, 1, 2,
+        constant(0)))
     end)
   end)
 

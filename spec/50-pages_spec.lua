@@ -31,27 +31,31 @@ describe("pages()", function()
   end)
 
   describe("walks", function()
-    it("every page in order, 100 runs a page unless told", function()
-      local pages, entries = collect(client, "wf_demo")
+    it("every page in order, 100 runs a page unless told, each page after the first "
+      .. "starting on the last run of the one before", function()
+      local pages, entries = collect(sb:new_client { prefetch = 0 }, "wf_demo")
       assert.equal(3, #pages)
-      assert.same({ 100, 100, 50 }, { #pages[1].items, #pages[2].items, #pages[3].items })
-      assert.same({ 0, 100, 200 }, { pages[1].offset, pages[2].offset, pages[3].offset })
+      assert.same({ 100, 99, 51 }, { #pages[1].items, #pages[2].items, #pages[3].items })
+      assert.same({ 0, 100, 199 }, { pages[1].offset, pages[2].offset, pages[3].offset })
+      assert.same({ 0, 99, 198 }, offsets_of(entries))
       assert.same({ true, true, false }, { pages[1].hasMore, pages[2].hasMore, pages[3].hasMore })
       for _, entry in ipairs(entries) do assert.equal("100", entry.query.limit) end
     end)
 
-    it("the same runs as list_runs, page for page", function()
-      local pages = collect(client, "wf_demo", { limit = 60, status = "success" })
-      local offset = 0
-      for _, page in ipairs(pages) do
-        local expected = assert(client:list_runs("wf_demo", { limit = 60, offset = offset,
-          status = "success" }))
-        assert.same(expected.items, page.items)
-        offset = offset + #expected.items
+    it("the same runs as list_runs, in the same order", function()
+      local walked, listed = {}, {}
+      for _, page in ipairs(collect(client, "wf_demo", { limit = 60, status = "success" })) do
+        for _, run in ipairs(page.items) do walked[#walked + 1] = run end
       end
-      local after = assert(client:list_runs("wf_demo", { limit = 60, offset = offset,
-        status = "success" }))
-      assert.same({}, after.items)
+      local offset = 0
+      repeat
+        local page = assert(client:list_runs("wf_demo", { limit = 60, offset = offset,
+          status = "success" }))
+        for _, run in ipairs(page.items) do listed[#listed + 1] = run end
+        offset = offset + #page.items
+      until not page.hasMore
+      assert.is_true(#listed > 60)
+      assert.same(listed, walked)
     end)
 
     it("with limit, offset and status on the wire in that order", function()
@@ -82,13 +86,13 @@ describe("pages()", function()
     it("at most `max` pages, requesting no more", function()
       local pages, entries = collect(sb:new_client { prefetch = 2 }, "wf_demo", { limit = 20, max = 2 })
       assert.equal(2, #pages)
-      assert.same({ 0, 20 }, offsets_of(entries))
+      assert.same({ 0, 19 }, offsets_of(entries))
     end)
 
     it("on one connection from start to end", function()
       local pages, entries = collect(sb:new_client { prefetch = 0 }, "wf_demo", { limit = 25 })
-      assert.equal(10, #pages)
-      assert.equal(10, #entries)
+      assert.equal(11, #pages)  -- 25 runs, then 24 new ones a page
+      assert.equal(11, #entries)
       for _, entry in ipairs(entries) do assert.equal(entries[1].connection, entry.connection) end
     end)
 
@@ -97,10 +101,10 @@ describe("pages()", function()
         unique("status=503;times=1"))
       assert.equal(3, #pages)
       local offsets, past_the_end = offsets_of(entries), {}
-      while offsets[#offsets] > 200 do past_the_end[#past_the_end + 1] = table.remove(offsets) end
-      assert.same({ 0, 0, 100, 100, 200, 200 }, offsets)
+      while offsets[#offsets] > 198 do past_the_end[#past_the_end + 1] = table.remove(offsets) end
+      assert.same({ 0, 0, 99, 99, 198, 198 }, offsets)
       for _, offset in ipairs(past_the_end) do
-        assert.is_true(offset == 300 or offset == 400, "offset " .. offset)
+        assert.is_true(offset == 297 or offset == 396, "offset " .. offset)
       end
     end)
   end)
@@ -130,16 +134,18 @@ describe("pages()", function()
 
     it("of an offset that does not advance, instead of looping", function()
       local err, entries = failure(sb:new_client { prefetch = 0 }, unique("fault=stuck_offset"))
-      assert.equal(2, #entries)
-      assert.same({ kind = "decode", message = "the listing does not advance: offset 100 was "
-        .. "requested, data.offset 0 came back with 100 items",
-        requestId = entries[2].request_id, attempts = 1 }, fields(err))
+      -- the second page comes back as the first: all runs handed out, the anchor
+      -- last, so the walk moves on once more before the offset check ends it
+      assert.is_true(#entries <= 4, #entries .. " requests")
+      assert.same({ kind = "decode", message = ("data.offset is 0 where %d was requested, twice "
+        .. "in a row"):format(entries[#entries].query.offset), requestId = entries[#entries].request_id,
+        attempts = 1 }, fields(err))
     end)
 
     it("of an offset that does not advance, with pages in flight", function()
       local err, entries = failure(sb:new_client { prefetch = 3 }, unique("fault=stuck_offset"))
       assert.equal("decode", err.kind)
-      assert.is_true(#entries <= 5, #entries .. " requests")
+      assert.is_true(#entries <= 8, #entries .. " requests")  -- two windows at most
     end)
 
     it("of a page of the wrong shape", function()

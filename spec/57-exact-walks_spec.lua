@@ -3,7 +3,6 @@
 -- nothing comes out that was never in it, at any prefetch. The sandbox's
 -- history says which runs were there throughout (doc/sandbox.md).
 
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 -- How many random walks; WALKS_SEED replays one (the failure message prints it).
@@ -46,16 +45,13 @@ local function set_of(ids)
 end
 
 describe("walks on a live listing", function()
-  local sb
+  local sb = fixtures.sandbox { seed = 7, client = { timeout = 10 } }
   local suffix = fixtures.suffix_maker("exact")
-
-  lazy_setup(function() sb = sandbox.start { seed = 7 } end)
-  lazy_teardown(function() sb:stop() end)
 
   local function walk_case(case, mode)
     local id = ("wf_demo;live=%d;churn=%d;jitter=%d;%s"):format(case.live, case.churn,
       case.jitter, suffix())
-    local client = fixtures.sandbox_client(sb, { timeout = 10, prefetch = case.prefetch })
+    local client = sb:new_client { prefetch = case.prefetch }
     local since = sb:version(id)
     local yielded = {}
     if mode == "pages" then

@@ -121,11 +121,11 @@ describe("environment", function()
 
     it("must be an http(s) URL: workflows.new raises", function()
       local out, err, ok = run_child({ WORKFLOWS_BASE_URL = "api.example.com" }, [[
-        local ok, message = pcall(require("workflows").new)
-        print(ok, message)
+        local ok, err = pcall(require("workflows").new)
+        print(ok, err.kind, err.message)
       ]])
       assert.is_true(ok, err)
-      assert.truthy(out:find('workflows.new: environment variable WORKFLOWS_BASE_URL must be '
+      assert.truthy(out:find('false\tinvalid_argument\tenvironment variable WORKFLOWS_BASE_URL must be '
         .. 'an http:// or https:// URL without query or fragment (got "api.example.com")', 1,
         true), out)
     end)

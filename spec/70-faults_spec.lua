@@ -358,8 +358,8 @@ describe("faults", function()
       local err, _, elapsed, count = walk_error(sb:new_client { prefetch = 0 }, id, { limit = 50 })
       assert.equal(50, count)
       assert.equal("decode", err.kind)
-      assert.equal("the listing does not advance: offset 50 was requested, data.offset 0 came "
-        .. "back with 50 items", err.message)
+      assert.truthy(err.message:match("^data%.offset is 0 where %d+ was requested, twice in a row$"),
+        err.message)
       assert.is_true(elapsed < MARGIN, "took " .. elapsed .. " s")
     end)
   end)
@@ -395,7 +395,7 @@ describe("faults", function()
           local offset = entry.query.offset
           per_offset[offset] = (per_offset[offset] or 0) + 1
         end
-        assert.same({ 2, 2, 2 }, { per_offset["0"], per_offset["100"], per_offset["200"] })
+        assert.same({ 2, 2, 2 }, { per_offset["0"], per_offset["99"], per_offset["198"] })
       end)
     end
 

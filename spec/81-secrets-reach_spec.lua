@@ -3,7 +3,6 @@
 
 local workflows = require "workflows"
 local errors = require "workflows.errors"
-local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 
 local TOKEN = "reach-test-token-5d41402abc4b2a76"
@@ -50,13 +49,10 @@ local function assert_no_token(value, what)
 end
 
 describe("the token", function()
-  local sb
-
-  lazy_setup(function() sb = sandbox.start { token = TOKEN } end)
-  lazy_teardown(function() sb:stop() end)
+  local sb = fixtures.sandbox { token = TOKEN, client = { timeout = 5 } }
 
   local function client()
-    return fixtures.sandbox_client(sb, { timeout = 5 })
+    return sb:new_client()
   end
 
   it("would be found by this search where a walk held the client's settings", function()

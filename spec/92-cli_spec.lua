@@ -214,7 +214,8 @@ describe("bin/workflows", function()
       assert.are.equal(2, result.code)
       assert.matches("\n\nError: %-%-limit must be an integer in 1%.%.100 %(got 0%)\n$", result.stderr)
       result = run { "runs", "wf_demo", "--prefetch", "65" }
-      assert.matches("\n\nError: %-%-prefetch must be an integer in 0%.%.64 %(got 65%)\n$", result.stderr)
+      assert.matches('\n\nError: %-%-prefetch must be an integer in 0%.%.64 or "auto" %(got 65%)\n$',
+        result.stderr)
       assert.are.equal(2, result.code)
     end)
 
