@@ -11,6 +11,36 @@ local CLOSED = {
 describe("client:close()", function()
   local sb = fixtures.sandbox { client = { timeout = 2 } }
 
+  -- Runs `fn` with a full collection every few thousand instructions.
+  local function collecting(fn)
+    debug.sethook(function() collectgarbage() end, "", 10)
+    local ok, a, b = pcall(fn)
+    debug.sethook()
+    assert(ok, a)
+    return a, b
+  end
+
+  it("is not closed by the collector while a call of a client nobody holds runs", function()
+    local page, err = collecting(function()
+      -- a retry, so that the call goes round its wait loop a few times
+      return sb:new_client():list_runs(("wf_demo;status=503;times=1;n=gc-%d"):format(os.time()),
+        { limit = 2 })
+    end)
+    assert.is_nil(err)
+    assert.equal(2, #page.items)
+  end)
+
+  it("is not closed by the collector while a walk of a client nobody holds runs", function()
+    local count = collecting(function()
+      local n = 0
+      for _ in sb:new_client { prefetch = 1 }:runs("wf_demo;latency=5", { limit = 50 }) do
+        n = n + 1
+      end
+      return n
+    end)
+    assert.equal(250, count)
+  end)
+
   it("cancels what is in flight at once", function()
     local client = sb:new_client { prefetch = 3 }
     -- every answer takes 300 ms, so the pages requested ahead are surely still out

@@ -135,7 +135,12 @@ end
 function Client:list_runs(id, given, callback)
   local ctx, err = context_of(self, "list_runs")
   if not ctx then return nil, err end
-  if callback == nil then return list_page(ctx, id, given) end
+  if callback == nil then
+    -- not a tail call: `self` must stay alive until the page is in, or the
+    -- collector could close the client under its own request
+    local page, failure = list_page(ctx, id, given)
+    return page, failure
+  end
   if type(callback) ~= "function" then
     return nil, errors.invalid_argument(format("callback must be a function (got %s)",
       options.describe(callback)))
