@@ -53,7 +53,10 @@ function Window:on_page(round_trip, page_time)
   if round_trip then self.round_trip = smooth(self.round_trip, round_trip) end
   if page_time then self.page_time = smooth(self.page_time, page_time) end
   if not (self.round_trip and self.page_time) then return end
-  local wanted = ceil(self.round_trip / max(self.page_time, SHORTEST_PAGE_TIME)) - 1
+  -- A page after the window is asked for only once the awaited one is handed
+  -- out, so a window of w covers w page times; twice the round trip leaves room
+  -- for answers that come late.
+  local wanted = ceil(2 * self.round_trip / max(self.page_time, SHORTEST_PAGE_TIME))
   wanted = min(max(wanted, 0), self.cap)
   local grown = self.current + 1
   if grown > self.ceiling then
