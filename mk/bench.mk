@@ -14,7 +14,7 @@ bench: setup all $(BENCH_SERVER)
 
 $(BENCH_SERVER): bench/static_server.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARNINGS) -o $@ bench/static_server.c
+	$(CC) $(CFLAGS) $(WARNINGS) -o $@ bench/static_server.c -lz
 
 # make bench-http2: prefetched pages multiplexed on one HTTP/2 connection (nginx in
 # front of the sandbox, which speaks only HTTP/1.1).
