@@ -3,7 +3,7 @@
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 
 # Debian packages the peers and the measurements need, on top of $(PACKAGES).
-BENCH_PACKAGES = lua-socket lua-curl time valgrind gzip
+BENCH_PACKAGES = lua-socket lua-curl time valgrind gzip zlib1g-dev
 BENCH_SERVER = build/bench/static_server
 
 .PHONY: bench
