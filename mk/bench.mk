@@ -23,3 +23,12 @@ $(BENCH_SERVER): bench/static_server.c
 bench-http2: setup all
 	@sh tools/setup.sh nginx-light
 	@sh bench/http2.sh
+
+# make bench-window: the prefetch window ("auto" against fixed windows) at 0, 5, 20 and
+# 100 ms, against a server that answers 429 to one request in 20, and the requests the
+# overlapping pages cost (bench/window.sh); writes its section of BENCHMARKS.md.
+.PHONY: bench-window
+
+bench-window: setup all $(BENCH_SERVER)
+	@sh tools/setup.sh $(BENCH_PACKAGES)
+	@sh bench/window.sh
