@@ -28,11 +28,12 @@
 ** are rendered before the server says it listens, so no walk pays for them.
 ** Prints "listening http://127.0.0.1:PORT" once ready; exits on SIGTERM/SIGINT
 ** and when its parent dies. GET /_bench/stats (no token) answers
-** {"connections":C,"requests":R,"ended":E,"unanswered":U,"throttled":T}:
-** connections that carried at least one API request; API requests; page requests
-** answered with hasMore false (a walk needs one, the others asked past its last
-** page); requests whose connection the client closed before their answer was
-** all written (cancelled); and requests answered 429 by --throttle-every.
+** {"connections":C,"requests":R,"ended":E,"unanswered":U,"ended_unanswered":EU,
+** "throttled":T}: connections that carried at least one API request; API
+** requests; page requests whose answer has hasMore false (a walk needs one, the
+** others asked past its last page); requests whose connection the client closed
+** before their answer was all written (cancelled), and how many of those would
+** have had hasMore false; requests answered 429 by --throttle-every.
 **
 ** Single-threaded, epoll, non-blocking. Latency: a request is parsed, its answer
 ** chosen, and then it waits latency-ms before the answer is written; as every
@@ -94,6 +95,7 @@ struct conn {
   unsigned gen;                 /* tells a queued entry whether its conn still lives */
   enum state state;
   int close_after, counted;
+  int ends;                     /* the request being answered gets hasMore false */
   char in[IN_SIZE];
   size_t in_len;
   char head[HEAD_SIZE];
@@ -120,7 +122,8 @@ static const char *token = "sandbox-token";
 static int identity_only;
 static unsigned long throttle_every;
 static unsigned long stat_connections, stat_requests, request_counter;
-static unsigned long stat_ended, stat_unanswered, stat_throttled, page_requests;
+static unsigned long stat_ended, stat_unanswered, stat_ended_unanswered, stat_throttled;
+static unsigned long page_requests;
 static volatile sig_atomic_t stopping;
 
 static void die(const char *what) {
@@ -308,8 +311,10 @@ static void epoll_set(struct conn *c, uint32_t events, int op) {
 
 static void close_conn(struct conn *c) {
   /* a request still waiting for its answer, or half written: the client gave up */
-  if (c->state == WAITING || (c->state == WRITING && c->sent < c->head_len + c->body_len))
+  if (c->state == WAITING || (c->state == WRITING && c->sent < c->head_len + c->body_len)) {
     stat_unanswered++;
+    if (c->ends) stat_ended_unanswered++;
+  }
   free_own(c);
   conns[c->fd] = NULL;
   close(c->fd);                 /* also removes it from the epoll set */
@@ -377,6 +382,7 @@ static void answer(struct conn *c, const char *req, size_t len) {
   int gzipped = 0, api = 0;
 
   free_own(c);                  /* the previous answer's, if it was rendered for it */
+  c->ends = 0;
   snprintf(request_id, sizeof request_id, "req_static_%08lx", ++request_counter);
   line_end = memmem(req, len, "\r\n", 2);
   if (!line_end) line_end = end;
@@ -419,8 +425,9 @@ static void answer(struct conn *c, const char *req, size_t len) {
   if ((size_t)(path_end - target) == 13 && strncmp(target, "/_bench/stats", 13) == 0) {
     int n = snprintf(c->small, sizeof c->small,
                      "{\"connections\":%lu,\"requests\":%lu,\"ended\":%lu,\"unanswered\":%lu,"
-                     "\"throttled\":%lu}", stat_connections, stat_requests, stat_ended,
-                     stat_unanswered, stat_throttled);
+                     "\"ended_unanswered\":%lu,\"throttled\":%lu}", stat_connections,
+                     stat_requests, stat_ended, stat_unanswered, stat_ended_unanswered,
+                     stat_throttled);
     c->body = c->small;
     c->body_len = (size_t)n;
     goto render;
@@ -477,7 +484,10 @@ static void answer(struct conn *c, const char *req, size_t len) {
       extra = "Retry-After: 1\r\n";
       goto render;
     }
-    if (offset + limit >= w->nitems) stat_ended++;      /* hasMore false */
+    if (offset + limit >= w->nitems) {        /* hasMore false */
+      stat_ended++;
+      c->ends = 1;
+    }
     if (offset < w->nitems) {
       const struct page *p;
       if (limit == PAGE_LIMIT && offset % PAGE_LIMIT == 0) {
