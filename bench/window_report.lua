@@ -40,7 +40,10 @@ local function ms(seconds) return thousands(seconds * 1000) end
 local function spread(values)
   local seen, list = {}, {}
   local copy = { table.unpack(values) }
-  sort(copy, function(a, b) return tostring(a) < tostring(b) end)
+  sort(copy, function(a, b)
+    if type(a) == "number" and type(b) == "number" then return a < b end
+    return tostring(a) < tostring(b)
+  end)
   for _, v in ipairs(copy) do
     if not seen[v] then
       seen[v] = true
