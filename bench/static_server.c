@@ -11,16 +11,29 @@
 ** the bodies are the sandbox's own, byte for byte, gzip included.
 **
 **   static_server --pages DIR [--port 0] [--latency-ms N] [--token T] [--identity]
+**                 [--throttle-every N]
 **
 ** --identity never compresses, whatever Accept-Encoding says: it shows how much of
 ** a client's time goes to inflating gzip (pure cost on loopback).
+** --throttle-every N answers every Nth page request (1 in N, counted over the
+** server's life) with 429 Too Many Requests and `Retry-After: 1`, after the same
+** latency: a server pushing back, for the prefetch window's benchmark.
 **
 ** DIR/<workflow>/<offset>.json is a page as identity JSON, <offset>.json.gz the
 ** same page as the sandbox gzipped it (limit=100, offsets 0, 100, 200, ...).
+** Those pages are served as they are. Any other offset (a walk whose pages
+** overlap by a run asks for 99, 198, ...) or limit up to 100 is cut from the same
+** runs and rendered the way the sandbox renders a page (sorted keys, no spaces,
+** gzip level 6), once: rendered pages are kept, and the ones at multiples of 99
+** are rendered before the server says it listens, so no walk pays for them.
 ** Prints "listening http://127.0.0.1:PORT" once ready; exits on SIGTERM/SIGINT
 ** and when its parent dies. GET /_bench/stats (no token) answers
-** {"connections":C,"requests":R}: connections that carried at least one API
-** request, and API requests, so the harness can show connection reuse per walk.
+** {"connections":C,"requests":R,"ended":E,"unanswered":U,"ended_unanswered":EU,
+** "throttled":T}: connections that carried at least one API request; API
+** requests; page requests whose answer has hasMore false (a walk needs one, the
+** others asked past its last page); requests whose connection the client closed
+** before their answer was all written (cancelled), and how many of those would
+** have had hasMore false; requests answered 429 by --throttle-every.
 **
 ** Single-threaded, epoll, non-blocking. Latency: a request is parsed, its answer
 ** chosen, and then it waits latency-ms before the answer is written; as every
@@ -47,6 +60,7 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define PAGE_LIMIT 100          /* the only page size pre-rendered */
 #define MAX_WORKFLOWS 8
@@ -60,10 +74,18 @@ struct page {
   size_t plain_len, gz_len;
 };
 
+struct item {
+  const char *json;
+  size_t len;
+};
+
 struct workflow {
   char name[64];
-  struct page *pages;
+  struct page *pages;           /* as pre-rendered: limit=100, offsets 0, 100, ... */
   size_t npages;
+  struct item *items;           /* every run, cut out of the pages */
+  size_t nitems;
+  struct page **rendered;       /* limit=100 pages at other offsets, by offset */
 };
 
 enum state { READING, WAITING, WRITING };
@@ -73,12 +95,14 @@ struct conn {
   unsigned gen;                 /* tells a queued entry whether its conn still lives */
   enum state state;
   int close_after, counted;
+  int ends;                     /* the request being answered gets hasMore false */
   char in[IN_SIZE];
   size_t in_len;
   char head[HEAD_SIZE];
   char small[SMALL_BODY];
   const char *body;
   size_t head_len, body_len, sent;
+  struct page own;              /* a page rendered for this request alone */
 };
 
 struct pending {
@@ -96,7 +120,10 @@ static int epfd, timerfd_, listenfd;
 static uint64_t latency_ns;
 static const char *token = "sandbox-token";
 static int identity_only;
+static unsigned long throttle_every;
 static unsigned long stat_connections, stat_requests, request_counter;
+static unsigned long stat_ended, stat_unanswered, stat_ended_unanswered, stat_throttled;
+static unsigned long page_requests;
 static volatile sig_atomic_t stopping;
 
 static void die(const char *what) {
@@ -122,6 +149,113 @@ static char *read_file(const char *path, size_t *len) {
   fclose(f);
   *len = (size_t)st.st_size;
   return data;
+}
+
+/* Cuts the runs out of a page's identity JSON: the objects of data.items. */
+static void cut_items(struct workflow *w, const struct page *p, size_t *cap) {
+  static const char key[] = "\"items\":[";
+  const char *s = memmem(p->plain, p->plain_len, key, sizeof key - 1);
+  const char *end = p->plain + p->plain_len;
+  if (!s) {
+    fprintf(stderr, "static_server: a page of %s has no items\n", w->name);
+    exit(1);
+  }
+  s += sizeof key - 1;
+  while (s < end && *s != ']') {
+    const char *start = s;
+    int depth = 0, in_string = 0;
+    if (*s == ',' || *s == ' ') {
+      s++;
+      continue;
+    }
+    for (; s < end; s++) {
+      if (in_string) {
+        if (*s == '\\') s++;
+        else if (*s == '"') in_string = 0;
+      } else if (*s == '"') {
+        in_string = 1;
+      } else if (*s == '{' || *s == '[') {
+        depth++;
+      } else if (*s == '}' || *s == ']') {
+        if (--depth == 0) break;
+      }
+    }
+    if (s == end) {
+      fprintf(stderr, "static_server: a page of %s does not parse\n", w->name);
+      exit(1);
+    }
+    s++;
+    if (w->nitems == *cap) {
+      *cap = *cap ? *cap * 2 : 4096;
+      w->items = realloc(w->items, *cap * sizeof *w->items);
+      if (!w->items) die("realloc");
+    }
+    w->items[w->nitems].json = start;
+    w->items[w->nitems++].len = (size_t)(s - start);
+  }
+}
+
+/* gzip as the sandbox sends it (level 6); returns the length. */
+static size_t gzip_of(const char *in, size_t len, char **out) {
+  z_stream z;
+  size_t cap;
+  memset(&z, 0, sizeof z);
+  if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) die("deflate");
+  cap = deflateBound(&z, (uLong)len);
+  *out = malloc(cap);
+  if (!*out) die("malloc");
+  z.next_in = (Bytef *)in;
+  z.avail_in = (uInt)len;
+  z.next_out = (Bytef *)*out;
+  z.avail_out = (uInt)cap;
+  if (deflate(&z, Z_FINISH) != Z_STREAM_END) die("deflate");
+  len = z.total_out;
+  deflateEnd(&z);
+  return len;
+}
+
+/* The page of `limit` runs from `offset` (< nitems), rendered as the sandbox would. */
+static void render_page(const struct workflow *w, size_t offset, size_t limit, struct page *p) {
+  size_t last = offset + limit < w->nitems ? offset + limit : w->nitems, cap = 256, n;
+  char tail[160];
+  char *b;
+  for (size_t i = offset; i < last; i++) cap += w->items[i].len + 1;
+  b = malloc(cap);
+  if (!b) die("malloc");
+  n = (size_t)sprintf(b, "{\"code\":200,\"data\":{\"hasMore\":%s,\"items\":[",
+                      last < w->nitems ? "true" : "false");
+  for (size_t i = offset; i < last; i++) {
+    if (i > offset) b[n++] = ',';
+    memcpy(b + n, w->items[i].json, w->items[i].len);
+    n += w->items[i].len;
+  }
+  snprintf(tail, sizeof tail, "],\"limit\":%zu,\"offset\":%zu},\"message\":\"success\","
+           "\"requestId\":\"req_static_o%zu_l%zu\"}", limit, offset, offset, limit);
+  memcpy(b + n, tail, strlen(tail));
+  n += strlen(tail);
+  p->plain = b;
+  p->plain_len = n;
+  p->gz_len = gzip_of(b, n, &p->gz);
+}
+
+/* A limit=100 page at an offset that was not pre-rendered: rendered once, then kept. */
+static const struct page *rendered_page(struct workflow *w, size_t offset) {
+  if (!w->rendered) {
+    w->rendered = calloc(w->nitems, sizeof *w->rendered);
+    if (!w->rendered) die("calloc");
+  }
+  if (!w->rendered[offset]) {
+    w->rendered[offset] = malloc(sizeof **w->rendered);
+    if (!w->rendered[offset]) die("malloc");
+    render_page(w, offset, PAGE_LIMIT, w->rendered[offset]);
+  }
+  return w->rendered[offset];
+}
+
+static void free_own(struct conn *c) {
+  free(c->own.plain);
+  free(c->own.gz);
+  memset(&c->own, 0, sizeof c->own);
 }
 
 /* Loads DIR/<workflow>/<offset>.json(.gz) for offsets 0, 100, ... until one is missing. */
@@ -155,7 +289,11 @@ static void load_pages(const char *dir) {
       }
       w->pages[w->npages++] = p;
     }
-    if (w->npages) nworkflows++;
+    if (w->npages) {
+      size_t items_cap = 0;
+      for (size_t i = 0; i < w->npages; i++) cut_items(w, &w->pages[i], &items_cap);
+      nworkflows++;
+    }
   }
   closedir(d);
   if (!nworkflows) {
@@ -172,6 +310,12 @@ static void epoll_set(struct conn *c, uint32_t events, int op) {
 }
 
 static void close_conn(struct conn *c) {
+  /* a request still waiting for its answer, or half written: the client gave up */
+  if (c->state == WAITING || (c->state == WRITING && c->sent < c->head_len + c->body_len)) {
+    stat_unanswered++;
+    if (c->ends) stat_ended_unanswered++;
+  }
+  free_own(c);
   conns[c->fd] = NULL;
   close(c->fd);                 /* also removes it from the epoll set */
   free(c);
@@ -237,6 +381,8 @@ static void answer(struct conn *c, const char *req, size_t len) {
   int status = 200, gzip_ok = 0, auth_ok = 0, http10 = 0, keep_alive = 0, conn_close = 0;
   int gzipped = 0, api = 0;
 
+  free_own(c);                  /* the previous answer's, if it was rendered for it */
+  c->ends = 0;
   snprintf(request_id, sizeof request_id, "req_static_%08lx", ++request_counter);
   line_end = memmem(req, len, "\r\n", 2);
   if (!line_end) line_end = end;
@@ -277,8 +423,11 @@ static void answer(struct conn *c, const char *req, size_t len) {
   path_end = qmark ? qmark : sp2;
 
   if ((size_t)(path_end - target) == 13 && strncmp(target, "/_bench/stats", 13) == 0) {
-    int n = snprintf(c->small, sizeof c->small, "{\"connections\":%lu,\"requests\":%lu}",
-                     stat_connections, stat_requests);
+    int n = snprintf(c->small, sizeof c->small,
+                     "{\"connections\":%lu,\"requests\":%lu,\"ended\":%lu,\"unanswered\":%lu,"
+                     "\"ended_unanswered\":%lu,\"throttled\":%lu}", stat_connections,
+                     stat_requests, stat_ended, stat_unanswered, stat_ended_unanswered,
+                     stat_throttled);
     c->body = c->small;
     c->body_len = (size_t)n;
     goto render;
@@ -323,14 +472,32 @@ static void answer(struct conn *c, const char *req, size_t len) {
     }
     has_limit = query_number(qs, sp2, "limit", &limit);
     has_offset = query_number(qs, sp2, "offset", &offset);
-    if (has_limit <= 0 || has_offset < 0 || limit != PAGE_LIMIT || offset % PAGE_LIMIT != 0 ||
+    if (has_limit <= 0 || has_offset < 0 || limit < 1 || limit > PAGE_LIMIT ||
         has_query_key(qs, sp2, "status")) {
-      answer_envelope(c, &status, 400, "only limit=100 pages without a status filter are "
-                      "pre-rendered", request_id);
+      answer_envelope(c, &status, 400, "only pages of limit=1..100 without a status filter "
+                      "are served", request_id);
       goto render;
     }
-    if (offset / PAGE_LIMIT < w->npages) {
-      struct page *p = &w->pages[offset / PAGE_LIMIT];
+    if (throttle_every && ++page_requests % throttle_every == 0) {
+      stat_throttled++;
+      answer_envelope(c, &status, 429, "too many requests", request_id);
+      extra = "Retry-After: 1\r\n";
+      goto render;
+    }
+    if (offset + limit >= w->nitems) {        /* hasMore false */
+      stat_ended++;
+      c->ends = 1;
+    }
+    if (offset < w->nitems) {
+      const struct page *p;
+      if (limit == PAGE_LIMIT && offset % PAGE_LIMIT == 0) {
+        p = &w->pages[offset / PAGE_LIMIT];   /* the sandbox's own bytes */
+      } else if (limit == PAGE_LIMIT) {
+        p = rendered_page(w, offset);
+      } else {
+        render_page(w, offset, limit, &c->own);
+        p = &c->own;
+      }
       if (gzip_ok && !identity_only) {
         c->body = p->gz;
         c->body_len = p->gz_len;
@@ -355,6 +522,7 @@ render:
     case 401: reason = "Unauthorized"; break;
     case 404: reason = "Not Found"; break;
     case 405: reason = "Method Not Allowed"; break;
+    case 429: reason = "Too Many Requests"; break;
     default: break;
   }
   c->head_len = (size_t)snprintf(
@@ -526,9 +694,11 @@ int main(int argc, char **argv) {
       latency_ns = (uint64_t)strtoull(argv[++i], NULL, 10) * 1000000u;
     else if (!strcmp(argv[i], "--token") && i + 1 < argc) token = argv[++i];
     else if (!strcmp(argv[i], "--identity")) identity_only = 1;
+    else if (!strcmp(argv[i], "--throttle-every") && i + 1 < argc)
+      throttle_every = strtoul(argv[++i], NULL, 10);
     else {
       fprintf(stderr, "usage: %s --pages DIR [--port N] [--latency-ms N] [--token T] "
-              "[--identity]\n", argv[0]);
+              "[--identity] [--throttle-every N]\n", argv[0]);
       return 2;
     }
   }
@@ -544,6 +714,10 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   load_pages(dir);
+  /* the pages of a walk whose pages overlap by one run, before any walk asks */
+  for (size_t i = 0; i < nworkflows; i++)
+    for (size_t offset = PAGE_LIMIT - 1; offset < workflows[i].nitems; offset += PAGE_LIMIT - 1)
+      if (offset % PAGE_LIMIT) rendered_page(&workflows[i], offset);
   queue = calloc(MAX_FDS, sizeof *queue);
   if (!queue) die("calloc");
 

@@ -3,7 +3,7 @@
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 
 # Debian packages the peers and the measurements need, on top of $(PACKAGES).
-BENCH_PACKAGES = lua-socket lua-curl time valgrind gzip jq
+BENCH_PACKAGES = lua-socket lua-curl time valgrind gzip jq zlib1g-dev
 BENCH_SERVER = build/bench/static_server
 
 .PHONY: bench
@@ -15,7 +15,7 @@ bench: setup all $(BENCH_SERVER)
 
 $(BENCH_SERVER): bench/static_server.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARNINGS) -o $@ bench/static_server.c
+	$(CC) $(CFLAGS) $(WARNINGS) -o $@ bench/static_server.c -lz
 
 # make bench-http2: prefetched pages multiplexed on one HTTP/2 connection (nginx in
 # front of the sandbox, which speaks only HTTP/1.1).
@@ -34,3 +34,12 @@ BENCH_CLI_MD = build/bench/cli.md
 bench-cli: setup all $(BENCH_SERVER)
 	@sh tools/setup.sh $(BENCH_PACKAGES)
 	@sh bench/cli.sh $(BENCH_CLI_MD)
+
+# make bench-window: the prefetch window ("auto" against fixed windows) at 0, 5, 20 and
+# 100 ms, against a server that answers 429 to one request in 20, and the requests the
+# overlapping pages cost (bench/window.sh); writes its section of BENCHMARKS.md.
+.PHONY: bench-window
+
+bench-window: setup all $(BENCH_SERVER)
+	@sh tools/setup.sh $(BENCH_PACKAGES)
+	@sh bench/window.sh
