@@ -60,7 +60,7 @@ valgrind-core: setup-reliability
 	@log=$$(mktemp); out=$$(mktemp); \
 	valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
 	    --errors-for-leak-kinds=definite --error-exitcode=99 --num-callers=30 \
-	    --suppressions=tools/valgrind.supp --log-file="$$log" \
+	    --log-file="$$log" \
 	    lua5.4 /usr/bin/busted -o plainTerminal $(VALGRIND_CORE_SPECS) >"$$out" 2>&1; \
 	status=$$?; tail -n 20 "$$out"; \
 	summary=$$(grep -E '^[0-9]+ successes? / ' "$$out" | tail -n 1 | sed 's/[^0-9 ]//g'); \
