@@ -100,8 +100,9 @@ local function target_of(url)
     -- RFC 6761: "localhost" is the loopback, without asking a resolver (nginx's
     -- own resolver does not read /etc/hosts)
     address = host == "localhost" and "127.0.0.1" or host,
-    -- no SNI for an address literal (RFC 6066); nginx then checks no host name
-    server_name = not literal and host or nil,
+    -- nginx checks the certificate against this name, and only against DNS names:
+    -- an address literal is passed too, so that it fails rather than goes unchecked
+    server_name = literal and (match(host, "^%[(.*)%]$") or host) or host,
     pool = scheme .. "://" .. host .. ":" .. port,
   }
 end
@@ -182,18 +183,21 @@ local function request_bytes(request, target)
   return concat(lines, "\r\n")
 end
 
--- What a too-large body gives on the curl path: its status and headers, kind
--- decode, and the body dropped unread.
-local function too_large_outcome(parser, request, fields)
-  fields.body = nil
-  local outcome = core.response_outcome(fields)
-  return {
-    ok = false, kind = "decode", too_large = true,
-    message = format("response body is larger than max_body_bytes (%d bytes)",
-      request.max_body_bytes),
-    status = parser.status, request_id = fields.request_id and outcome.request_id,
-    retry_after = outcome.retry_after, elapsed = outcome.elapsed, reused = outcome.reused,
+-- A failure after the response head came in, as the curl path gives it: with the
+-- status and the headers' request id and Retry-After (read by the core, which also
+-- sanitises them), but no page and nothing from a body.
+local function failure_after_head(parser, request, kind, message, extra)
+  local headers = parser.headers
+  local outcome = core.response_outcome {
+    status = parser.status, request_id = headers["x-request-id"],
+    retry_after = headers["retry-after"], max_body_bytes = request.max_body_bytes,
+    elapsed = parser.elapsed, reused = parser.reused,
   }
+  local result = failure(kind, message, extra)
+  result.status, result.request_id, result.retry_after = outcome.status, outcome.request_id,
+    outcome.retry_after
+  result.elapsed, result.reused = outcome.elapsed, outcome.reused
+  return result
 end
 
 -- Reads one response from `sock` until the parser has it all. Returns the parser,
@@ -202,21 +206,31 @@ end
 local function receive(sock, parser, deadline, started, read_size)
   while true do
     local left = deadline - now()
-    if left <= 0 then return nil, timed_out(started, parser.received) end
-    sock:settimeout(ms(left))
-    local data, err = sock:receiveany(read_size)
-    local complete, problem
-    if data then
-      complete, problem = parser:feed(data)
-    elseif err == "closed" then
-      complete, problem = parser:finish()
-    elseif err == "timeout" then
-      return nil, timed_out(started, parser.received)
+    local complete, problem, outcome
+    if left <= 0 then
+      outcome = timed_out(started, parser.received)
     else
-      return nil, read_failure(err, parser), parser.received == 0
+      sock:settimeout(ms(left))
+      local data, err = sock:receiveany(read_size)
+      if data then
+        complete, problem = parser:feed(data)
+      elseif err == "closed" then
+        complete, problem = parser:finish()
+      elseif err == "timeout" then
+        outcome = timed_out(started, parser.received)
+      else
+        outcome = read_failure(err, parser)
+      end
     end
     if complete then return parser end
-    if complete == nil then return nil, failure("network", problem), parser.received == 0 end
+    if complete == nil and not outcome then outcome = failure("network", problem) end
+    if outcome then
+      if parser.status and parser.state ~= "status" and parser.state ~= "headers" then
+        parser.elapsed = now() - started
+        outcome = failure_after_head(parser, parser.request, outcome.kind, outcome.message)
+      end
+      return nil, outcome, parser.received == 0
+    end
   end
 end
 
@@ -256,25 +270,29 @@ local function exchange(attempt, ngx)
     local sent, send_err = sock:send(payload)
     local parser, problem, stale
     if sent then
-      parser, problem, stale = receive(sock, http1.response_parser(request.max_body_bytes),
-        deadline, started, DEFAULTS.read_size)
+      local fresh = http1.response_parser(request.max_body_bytes)
+      fresh.request, fresh.reused = request, reused
+      parser, problem, stale = receive(sock, fresh, deadline, started, DEFAULTS.read_size)
     elseif send_err == "timeout" then
       problem = timed_out(started, 0)
     else
       problem, stale = failure("network", "Send failure: " .. tostring(send_err)), true
     end
     if parser then
+      if parser.too_large then
+        sock:close()
+        attempt.sock = nil
+        parser.elapsed = now() - started
+        return failure_after_head(parser, request, "decode", format(
+          "response body is larger than max_body_bytes (%d bytes)", request.max_body_bytes),
+          { too_large = true })
+      end
       local headers = parser.headers
       local fields = {
         status = parser.status, request_id = headers["x-request-id"],
         retry_after = headers["retry-after"], content_type = headers["content-type"],
         max_body_bytes = request.max_body_bytes, elapsed = now() - started, reused = reused,
       }
-      if parser.too_large then
-        sock:close()
-        attempt.sock = nil
-        return too_large_outcome(parser, request, fields)
-      end
       fields.body = parser:body()
       if parser.keep_alive and not attempt.released then
         if not sock:setkeepalive(idle_ms, pool_size) then sock:close() end
