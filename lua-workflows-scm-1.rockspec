@@ -35,11 +35,13 @@ build = {
   modules = {
     ["workflows"] = "lua/workflows/init.lua",
     ["workflows.errors"] = "lua/workflows/errors.lua",
+    ["workflows.http1"] = "lua/workflows/http1.lua",
     ["workflows.options"] = "lua/workflows/options.lua",
     ["workflows.pager"] = "lua/workflows/pager.lua",
     ["workflows.recent"] = "lua/workflows/recent.lua",
     ["workflows.request"] = "lua/workflows/request.lua",
     ["workflows.retry"] = "lua/workflows/retry.lua",
+    ["workflows.transport.ngx"] = "lua/workflows/transport/ngx.lua",
     ["workflows.core"] = {
       sources = {
         "src/core.c", "src/clock.c", "src/request.c", "src/transfer.c", "src/session.c",
