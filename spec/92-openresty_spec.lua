@@ -180,6 +180,7 @@ describe("the nginx transport", function()
       main = "",
       http = [[
   lua_shared_dict probe 1m;
+  lua_check_client_abort on;
   init_by_lua_block {
     local function count(dir)
       local n = 0
@@ -218,6 +219,7 @@ describe("the nginx transport", function()
   }
 ]],
       server = EVAL .. [[
+  location = /failures { content_by_lua_file ]] .. nginx.root() .. [[/examples/openresty/failures.lua; }
   location = /init { content_by_lua_block {
     ngx.say(require("cjson").encode { load = INIT_LOAD, call = INIT_CALL, walk = INIT_WALK,
       init_worker = require("cjson").decode(ngx.shared.probe:get("init_worker") or "null"),
@@ -241,7 +243,7 @@ describe("the nginx transport", function()
         .. tls_location("tls_by_address", "lua_ssl_trusted_certificate " .. tls_sb.cert
         .. "; lua_ssl_verify_depth 2;"):gsub("localhost", "127.0.0.1"),
       log_level = "debug",
-      setenv = { SB_URL = sb.url },
+      setenv = { SB_URL = sb.url, WORKFLOWS_BASE_URL = sb.url, WORKFLOWS_API_TOKEN = sb.token },
     }
   end)
 
@@ -523,6 +525,50 @@ describe("the nginx transport", function()
 
     it("walks in a timer", function()
       assert.same({ ok = true, runs = 250, pages = 7 }, init.timer)
+    end)
+  end)
+
+  describe("examples/openresty/failures.lua", function()
+    it("streams the failed runs as NDJSON, the runs the curl transport lists", function()
+      local status, body = server:get("/failures?wf=wf_demo&limit=7")
+      assert.equal(200, status)
+      local streamed = {}
+      for line in body:gmatch("[^\n]+") do streamed[#streamed + 1] = cjson.decode(line).id end
+      local listed = run_here(sb.url, [[
+        local client = workflows.new { token = "sandbox-token", base_url = SB }
+        local ids = {}
+        for run in client:runs("wf_demo", { status = "failure" }) do ids[#ids + 1] = run.id end
+        return ids
+      ]])
+      assert.equal(40, #streamed)
+      assert.same(listed, streamed)
+    end)
+
+    it("answers a failure before any run with its status and a JSON line", function()
+      local status, body = server:get("/failures?wf=wf_nope")
+      assert.equal(404, status)
+      local failure = cjson.decode(body)
+      assert.equal("http", failure.kind)
+      assert.matches("^workflows: HTTP 404 Not Found: workflow not found", failure.error)
+    end)
+
+    it("stops walking when the client hangs up", function()
+      local id = fresh("latency=300")
+      local function requests()
+        local n = 0
+        for _, entry in ipairs(sb:log()) do
+          if entry.workflow_id == id then n = n + 1 end
+        end
+        return n
+      end
+      -- curl gives up after 0.5 s, one or two pages in
+      server:get("/failures?limit=3&wf=" .. id:gsub(";", "%%3B"):gsub("=", "%%3D"), 0.5)
+      os.execute("sleep 0.4")
+      local after_hangup = requests()
+      os.execute("sleep 1.5")
+      assert.is_true(after_hangup >= 1 and after_hangup < 14, "requests: " .. after_hangup)
+      assert.equal(after_hangup, requests())
+      assert.matches("client prematurely closed connection", server:error_log(), 1, true)
     end)
   end)
 
