@@ -1,6 +1,7 @@
 -- GET /failures?wf=WORKFLOW_ID[&limit=N]: the workflow's failed runs as NDJSON, one
 -- run per line, sent page by page as the pages arrive. Runs in a content handler on
 -- nginx's cosockets: the worker keeps serving other requests meanwhile.
+-- luacheck: globals ngx
 local workflows = require "workflows"
 local cjson = require "cjson.safe"
 
