@@ -182,15 +182,21 @@ describe("the nginx transport", function()
   lua_shared_dict probe 1m;
   lua_check_client_abort on;
   init_by_lua_block {
-    local function count(dir)
+    -- this process's pid: /proc/self in a command would be the command's own
+    local stat = io.open("/proc/self/stat")
+    local pid = stat:read("*l"):match("^%d+")
+    stat:close()
+    local function count(what)
+      local pipe = io.popen("ls /proc/" .. pid .. "/" .. what)
       local n = 0
-      for _ in io.popen("ls " .. dir):lines() do n = n + 1 end
+      for _ in pipe:lines() do n = n + 1 end
+      pipe:close()
       return n
     end
-    local fds, tasks = count("/proc/self/fd"), count("/proc/self/task")
+    local fds, tasks = count("fd"), count("task")
     local core = require "workflows.core"
-    INIT_LOAD = { fds_before = fds, fds_after = count("/proc/self/fd"),
-      tasks_before = tasks, tasks_after = count("/proc/self/task") }
+    INIT_LOAD = { fds_before = fds, fds_after = count("fd"), tasks_before = tasks,
+      tasks_after = count("task"), loaded = type(core.response_outcome) == "function" }
     local workflows = require "workflows"
     local client = workflows.new { token = "t", base_url = "http://127.0.0.1:9" }
     local page, err = client:list_runs("wf_demo")
@@ -392,13 +398,24 @@ describe("the nginx transport", function()
         local t0 = now()
         local iterator, _, _, walk = client:pages(%q, { limit = 10 })
         local first = iterator()
+        local function descriptors()
+          local pipe = io.popen("ls /proc/" .. ngx.worker.pid() .. "/fd")
+          local n = 0
+          for _ in pipe:lines() do n = n + 1 end
+          pipe:close()
+          return n
+        end
+        local before = descriptors()
         local t1 = now()
         walk:close()
-        local transport = require("workflows.transport.ngx")
-        return { first = #first.items, page_wait = t1 - t0, close_wait = now() - t1 }
+        local close_wait = now() - t1
+        return { first = #first.items, page_wait = t1 - t0, close_wait = close_wait,
+          closed = before - descriptors() }
       ]], id))
       assert.equal(10, result.first)
       assert.is_true(result.close_wait < 0.05, "close took " .. result.close_wait)
+      -- the four pages in flight had a connection each
+      assert.equal(4, result.closed)
       assert.is_true(os.time() - started < 4)
       -- the first page, and the pages prefetched once it came: nothing after
       local count = #sb:log(seq)
@@ -492,6 +509,8 @@ describe("the nginx transport", function()
     end)
 
     it("loads the core without opening a descriptor or starting a thread", function()
+      assert.is_true(init.load.loaded)
+      assert.is_true(init.load.fds_before > 3)
       assert.equal(init.load.fds_before, init.load.fds_after)
       assert.equal(init.load.tasks_before, init.load.tasks_after)
     end)
