@@ -276,9 +276,9 @@ local function exchange(attempt, ngx)
     local reused = (sock:getreusedtimes() or 0) > 0
     if target.scheme == "https" and not reused then
       local shaken, problem = sock:sslhandshake(false, target.server_name, true)
-      if not shaken then
+      if shaken ~= true then   -- true is the one success when no session is asked for
         sock:close()
-        return handshake_failure(problem, target)
+        return handshake_failure(problem or format("no handshake (%s)", tostring(shaken)), target)
       end
     end
     sock:settimeouts(ms(connect_for), ms(deadline - now()), ms(deadline - now()))
