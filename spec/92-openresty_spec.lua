@@ -226,6 +226,19 @@ describe("the nginx transport", function()
 ]],
       server = EVAL .. [[
   location = /failures { content_by_lua_file ]] .. nginx.root() .. [[/examples/openresty/failures.lua; }
+  # a page sent with chunked framing, in pieces, by this same worker
+  location = /v1/workflows/chunked/runs {
+    content_by_lua_block {
+      local page = '{"code":200,"data":{"hasMore":false,"items":[{"id":"run_1","totalCu":1.5,'
+        .. '"workflowVersion":3,"sourceRunId":null},{"id":"run_2","totalCu":2}],"limit":20,'
+        .. '"offset":0},"message":"success","requestId":"req_chunked"}'
+      ngx.header["Content-Type"] = "application/json"
+      for at = 1, #page, 40 do
+        ngx.print(page:sub(at, at + 39))
+        ngx.flush(true)
+      end
+    }
+  }
   location = /init { content_by_lua_block {
     ngx.say(require("cjson").encode { load = INIT_LOAD, call = INIT_CALL, walk = INIT_WALK,
       init_worker = require("cjson").decode(ngx.shared.probe:get("init_worker") or "null"),
@@ -317,6 +330,17 @@ describe("the nginx transport", function()
         assert.same(comparable(outside), comparable(inside))
       end)
     end
+
+    it("reads a chunked answer, here from its own worker, which it does not block", function()
+      local inside = run_in(server, sb.url, string.format([[
+        local client = workflows.new { token = "t", base_url = %q }
+        local page, err = client:list_runs("chunked")
+        if not page then return { error = shared.error_of(err) } end
+        return { items = shared.runs_of(page.items), requestId = page.requestId }
+      ]], server.url))
+      assert.same({ requestId = "req_chunked", items = {
+        "{id:run_1,totalCu:1.5,workflowVersion:3}", "{id:run_2,totalCu:2}" } }, inside)
+    end)
 
     it("says what it could not connect to", function()
       local inside = run_in(server, sb.url, [[

@@ -476,6 +476,26 @@ function M.for_request(ctx)
   return transport
 end
 
+-- The transport `ctx` has in the running request, if it made one there.
+local function existing(ctx)
+  local ngx = ngx_api()
+  if not ngx or M.unavailable() then return nil end
+  local mine = ngx.ctx[REQUEST_KEY]
+  return mine and mine[ctx]
+end
+
+-- For client:in_flight() and client:close() inside nginx: attempts of client `ctx`
+-- in flight in the running request, and releasing them.
+function M.running_for_request(ctx)
+  local transport = existing(ctx)
+  return transport and transport:running() or 0
+end
+
+function M.close_for_request(ctx)
+  local transport = existing(ctx)
+  if transport then transport:close() end
+end
+
 M.DEFAULTS = DEFAULTS
 M.target_of = target_of  -- for the specs
 
