@@ -342,6 +342,22 @@ describe("the nginx transport", function()
         "{id:run_1,totalCu:1.5,workflowVersion:3}", "{id:run_2,totalCu:2}" } }, inside)
     end)
 
+    it("counts and releases a client's attempts in the running request", function()
+      local result = run_in(server, sb.url, [[
+        local cosockets = require "workflows.transport.ngx"
+        local ctx = { config = { pool_size = 4, pool_idle_timeout = 5 } }
+        local transport = cosockets.for_request(ctx)
+        local attempt = transport:start { url = SB .. "/v1/workflows/wf_demo%3Blatency%3D400/runs",
+          token = "sandbox-token", timeout = 5, connect_timeout = 1 }
+        local running = cosockets.running_for_request(ctx)
+        cosockets.close_for_request(ctx)
+        cosockets.close_for_request(ctx)
+        return { running = running, after = cosockets.running_for_request(ctx),
+          done = attempt:done(), same = cosockets.for_request(ctx) == transport }
+      ]])
+      assert.same({ running = 1, after = 0, done = false, same = false }, result)
+    end)
+
     it("says what it could not connect to", function()
       local inside = run_in(server, sb.url, [[
         local client = workflows.new { token = "t", base_url = "http://127.0.0.1:9", max_retries = 0 }
