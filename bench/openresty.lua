@@ -50,9 +50,14 @@ end
 
 local server = nginx.start {
   setenv = { WORKFLOWS_API_TOKEN = "sandbox-token", BENCH_SLOW = slow_url, BENCH_FAST = fast_url },
-  http = "lua_check_client_abort on; keepalive_requests 1000000;",
+  http = [[
+    lua_check_client_abort on;
+    keepalive_requests 1000000;
+    init_worker_by_lua_block { require("bench.openresty_handler").start_probe() }
+  ]],
   server = [[
     location = /walk { content_by_lua_block { require("bench.openresty_handler").walk() } }
+    location = /lateness { content_by_lua_block { require("bench.openresty_handler").lateness() } }
     location = /ping { return 200 "pong\n"; }
   ]],
   log_level = "warn",
@@ -83,12 +88,18 @@ local ok, problem = pcall(function()
     local samples = {}
     for run = 1, RUNS do
       local before = stats(url)
+      server:get("/lateness")  -- starts the count afresh
       local cpu_before = cpu_seconds(server.pid)
       local line = command_output(format("python3 bench/openresty_load.py %s '%s' %d %s",
         server.url, path, case.walkers, SECONDS))
       local cpu = cpu_seconds(server.pid) - cpu_before
+      local _, late = server:get("/lateness")
       local after = stats(url)
       local sample = decode(line)
+      sample.late_p50_ms, sample.late_p99_ms, sample.late_max_ms =
+        late:match "^(%S+) (%S+) (%S+)"
+      sample.late_p50_ms, sample.late_p99_ms, sample.late_max_ms = tonumber(sample.late_p50_ms),
+        tonumber(sample.late_p99_ms), tonumber(sample.late_max_ms)
       if (sample.failures or 0) > 0 then
         error(case.name .. ": " .. sample.failures .. " walks failed: "
           .. tostring(sample.last_failure))
@@ -102,7 +113,8 @@ local ok, problem = pcall(function()
     -- neighbour shows up as one bad run
     local row = { name = case.name, case = case }
     for _, key in ipairs { "seconds", "walks", "runs", "walks_per_second", "mean_walk_ms",
-      "ping_p50_ms", "ping_p99_ms", "ping_max_ms", "cpu", "connections", "requests" } do
+      "ping_p50_ms", "ping_p99_ms", "ping_max_ms", "cpu", "connections", "requests",
+      "late_p99_ms", "late_max_ms" } do
       local values = {}
       for i, sample in ipairs(samples) do values[i] = sample[key] or 0 end
       table.sort(values)
@@ -110,9 +122,10 @@ local ok, problem = pcall(function()
       row[key .. "_all"] = values
     end
     rows[#rows + 1] = row
-    io.write(format("  %-45s %7.1f walks/s  walk %6.1f ms  /ping p99 %7.1f ms  worker CPU %3.0f%%  "
-      .. "%d connections for %d requests\n", case.name, row.walks_per_second or 0,
-      row.mean_walk_ms or 0, row.ping_p99_ms, row.cpu * 100, row.connections, row.requests))
+    io.write(format("  %-45s %7.1f walks/s  walk %6.1f ms  /ping p99 %7.1f ms  timer late p99 "
+      .. "%5.1f ms  worker CPU %3.0f%%  %d connections for %d requests\n", case.name,
+      row.walks_per_second or 0, row.mean_walk_ms or 0, row.ping_p99_ms, row.late_p99_ms,
+      row.cpu * 100, row.connections, row.requests))
   end
 end)
 server:stop()
@@ -132,21 +145,25 @@ local lines = {
     .. "against `bench/static_server` serving the sandbox's pages without gzip at 20 ms per "
     .. "request; meanwhile `/ping` (`return 200`) on the same worker every 5 ms, its latency "
     .. "counted from when each ping was due. `bench/openresty_load.py` is the load generator, "
-    .. "`bench/openresty_handler.lua` the handler (one client per worker). Each figure is the "
+    .. "`bench/openresty_handler.lua` the handler (one client per worker). Timer lateness: "
+    .. "how late a timer due every 2 ms in the same worker fired, i.e. how long its event loop "
+    .. "was held (or the worker was off the CPU), without the load generator's own noise. "
+    .. "Each figure is the "
     .. "median of %d runs; the machine's load average when the rows started: %s.", WALKERS,
     SECONDS, RUNS, load_at_start),
   "",
   "| transport | walks/s | runs/s | mean walk | `/ping` p50 | `/ping` p99 | `/ping` max "
-    .. "| worker CPU | connections opened | requests |",
-  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    .. "| timer lateness p99 / max | worker CPU | connections opened | requests |",
+  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 }
 for _, row in ipairs(rows) do
-  lines[#lines + 1] = format("| %s | %s | %s | %s | %.1f ms | %.1f ms | %.1f ms | %.0f%% | %d | %d |",
+  lines[#lines + 1] = format("| %s | %s | %s | %s | %.1f ms | %.1f ms | %.1f ms | %.1f / %.1f ms "
+    .. "| %.0f%% | %d | %d |",
     row.name, row.walks and row.walks > 0 and format("%.1f", row.walks_per_second) or "-",
     row.walks and row.walks > 0 and format("%.0f", row.runs / row.seconds) or "-",
     row.mean_walk_ms and format("%.1f ms", row.mean_walk_ms) or "-",
-    row.ping_p50_ms, row.ping_p99_ms, row.ping_max_ms, row.cpu * 100, row.connections,
-    row.requests)
+    row.ping_p50_ms, row.ping_p99_ms, row.ping_max_ms, row.late_p99_ms, row.late_max_ms,
+    row.cpu * 100, row.connections, row.requests)
 end
 
 lines[#lines + 1] = ""

@@ -4,8 +4,37 @@
 -- client per transport and worker, as a long-lived application keeps it.
 -- luacheck: globals ngx
 local workflows = require "workflows"
+local core = require "workflows.core"
 
 local M = {}
+
+-- How late a timer due every PROBE_EVERY seconds fires: the time the worker's event
+-- loop was busy (or the worker was off the CPU) past its due time, measured inside
+-- the worker, without any client's noise. Started from init_worker_by_lua.
+local PROBE_EVERY = 0.002
+local lateness = {}
+
+function M.start_probe()
+  local last
+  ngx.timer.every(PROBE_EVERY, function()
+    local t = core.time()
+    if last then lateness[#lateness + 1] = t - last - PROBE_EVERY end
+    last = t
+  end)
+end
+
+-- GET /lateness: "p50 p99 max" in ms since the last call, and starts afresh.
+function M.lateness()
+  local sorted = {}
+  for i = 1, #lateness do sorted[i] = lateness[i] end
+  for i = #lateness, 1, -1 do lateness[i] = nil end
+  table.sort(sorted)
+  local function at(fraction)
+    if #sorted == 0 then return 0 end
+    return sorted[math.max(1, math.ceil(fraction * #sorted))] * 1000
+  end
+  ngx.say(string.format("%.3f %.3f %.3f", at(0.5), at(0.99), at(1)))
+end
 
 local clients = {}
 

@@ -32,7 +32,7 @@ local DEFAULTS = {
   read_size = 65536,       -- bytes asked of the socket at a time
   -- seconds of work in one turn of nginx's event loop after which a page waits for
   -- the next turn before it is decoded (see take_turn)
-  slice = 0.002,
+  slice = 0.001,
 }
 
 -- Phases in which cosockets, light threads and semaphores work.
