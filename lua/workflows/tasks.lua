@@ -110,13 +110,14 @@ function M.registry(ctx)
     schedule(function() step(task) end)
   end
 
-  function registry.spawn(body, on_done)
+  -- `client` is kept alive while the task runs: it closes when collected.
+  function registry.spawn(client, body, on_done)
     schedule = schedule or schedule_of(ctx.loop)
     local task = setmetatable({}, Task)
     local co = create(body)
     by_coroutine[co] = task
     state_of[task] = { co = co, on_done = on_done, state = "pending", wake_queued = false,
-      registry = registry }
+      registry = registry, client = client }
     live[task] = true
     wake(task)
     return task
