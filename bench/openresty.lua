@@ -141,10 +141,11 @@ local lines = {
   "## OpenResty: a walk inside nginx",
   "",
   format("One nginx worker (`master_process off`), %d keep-alive connections each asking for "
-    .. "one walk of `wf_demo` (250 runs, 3 pages of 100, `prefetch = 2`) after another, for %d s, "
+    .. "one walk of `wf_demo` (250 runs, 3 pages of 100, the default `prefetch`) after another, for %d s, "
     .. "against `bench/static_server` serving the sandbox's pages without gzip at 20 ms per "
-    .. "request; meanwhile `/ping` (`return 200`) on the same worker every 5 ms, its latency "
-    .. "counted from when each ping was due. `bench/openresty_load.py` is the load generator, "
+    .. "request; meanwhile `/ping` (`return 200`) on the same worker every 5 ms from another "
+    .. "process, its latency counted from when it was due whenever the previous ping was still "
+    .. "unanswered then. `bench/openresty_load.py` is the load generator, "
     .. "`bench/openresty_handler.lua` the handler (one client per worker). Timer lateness: "
     .. "how late a timer due every 2 ms in the same worker fired, i.e. how long its event loop "
     .. "was held (or the worker was off the CPU), without the load generator's own noise. "
