@@ -4,13 +4,14 @@
 -- the same worker; then one walk at a time with no latency, where only the CPU cost
 -- of a walk counts. Writes the Markdown section and checks the targets.
 --
---   lua5.4 bench/openresty.lua SLOW_URL FAST_URL OUT.md
+--   lua5.4 bench/openresty.lua PAGES_DIR OUT.md
 --
--- SLOW_URL: a static_server adding 20 ms per request; FAST_URL: one adding none.
--- Both serve identity bodies: the cosocket transport never asks for gzip.
+-- PAGES_DIR: wf_demo's pages as bench/prerender.sh fetched them from the sandbox. A
+-- second nginx (bench/openresty_upstream.lua) serves them, 20 ms late under /slow and
+-- at once under /fast, as identity JSON: the cosocket transport never asks for gzip.
 local nginx = require "spec.support.nginx"
 
-local slow_url, fast_url, out_path = arg[1], arg[2], arg[3]
+local pages_dir, out_path = arg[1], arg[2]
 local SECONDS = tonumber(os.getenv "BENCH_OPENRESTY_SECONDS") or 8
 local RUNS = tonumber(os.getenv "BENCH_OPENRESTY_RUNS") or 3
 local WALKERS = 16
@@ -48,6 +49,22 @@ local function decode(line)
   return result
 end
 
+local upstream = nginx.start {
+  http = [[
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    init_by_lua_block { require("bench.openresty_upstream").load("]] .. pages_dir .. [[") }
+  ]],
+  server = [[
+    location ~ ^/(slow|fast)/v1/workflows/wf_demo/runs$ {
+      content_by_lua_block { require("bench.openresty_upstream").runs(ngx.var[1]) }
+    }
+    location = /_bench/stats { content_by_lua_block { require("bench.openresty_upstream").stats() } }
+  ]],
+  log_level = "warn",
+}
+local slow_url, fast_url = upstream.url .. "/slow", upstream.url .. "/fast"
+
 local server = nginx.start {
   setenv = { WORKFLOWS_API_TOKEN = "sandbox-token", BENCH_SLOW = slow_url, BENCH_FAST = fast_url },
   http = [[
@@ -79,7 +96,7 @@ local ok, problem = pcall(function()
     { name = "libcurl (`curl`), one walk at a time, 0 ms", walkers = 1, base = "BENCH_FAST",
       transport = "curl" },
   } do
-    local url = case.base == "BENCH_SLOW" and slow_url or fast_url
+    local url = upstream.url
     local path = format("/walk?transport=%s&base=%s%s", case.transport, case.base,
       case.pool and "&pool=" .. case.pool or "")
     -- a second's warm-up: the client and its first connections
@@ -129,6 +146,7 @@ local ok, problem = pcall(function()
   end
 end)
 server:stop()
+upstream:stop()
 if not ok then error(problem, 0) end
 
 local function find(prefix)
@@ -141,10 +159,10 @@ local lines = {
   "## OpenResty: a walk inside nginx",
   "",
   format("One nginx worker (`master_process off`), %d keep-alive connections each asking for "
-    .. "one walk of `wf_demo` (250 runs, 3 pages of 100, the default `prefetch`) after another, for %d s, "
-    .. "against `bench/static_server` serving the sandbox's pages without gzip at 20 ms per "
-    .. "request; meanwhile `/ping` (`return 200`) on the same worker every 5 ms from another "
-    .. "process, its latency counted from when it was due whenever the previous ping was still "
+    .. "one walk of `wf_demo` (250 runs, pages of 100, the default `prefetch`) after another, "
+    .. "for %d s, against a second nginx (`bench/openresty_upstream.lua`) answering with the "
+    .. "sandbox's runs, without gzip, 20 ms after each request; meanwhile `/ping` "
+    .. "(`return 200`) on the same worker every 5 ms from another process, its latency counted from when it was due whenever the previous ping was still "
     .. "unanswered then. `bench/openresty_load.py` is the load generator, "
     .. "`bench/openresty_handler.lua` the handler (one client per worker). Timer lateness: "
     .. "how late a timer due every 2 ms in the same worker fired, i.e. how long its event loop "

@@ -1,14 +1,13 @@
 #!/bin/sh
 # The OpenResty rows of `make bench` (also `make bench-openresty` alone): renders
-# wf_demo's pages from the sandbox once, serves them from two static servers (20 ms
-# and 0 ms per request, never gzipped), and runs bench/openresty.lua against nginx.
+# wf_demo's pages from the sandbox once, and runs bench/openresty.lua, which serves
+# them from a second nginx and measures the first.
 # Writes bench/results/openresty.md, which bench/report.lua puts in BENCHMARKS.md.
 # Every server it starts is stopped by its pid, on success, failure or Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
 . tools/listening.sh
 
-STATIC=build/bench/static_server
 work=$(mktemp -d /tmp/workflows-bench-openresty.XXXXXX)
 pids=""
 cleanup() {
@@ -38,9 +37,5 @@ if [ ! -d "$pages" ]; then
 fi
 
 echo "== OpenResty: one nginx worker, 16 walks of wf_demo at a time"
-start_server "$STATIC" --pages "$pages" --port 0 --latency-ms 20 --identity
-slow=$base
-start_server "$STATIC" --pages "$pages" --port 0 --latency-ms 0 --identity
-fast=$base
 mkdir -p bench/results
-lua5.4 bench/openresty.lua "$slow" "$fast" bench/results/openresty.md
+lua5.4 bench/openresty.lua "$PWD/$pages" bench/results/openresty.md

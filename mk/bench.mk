@@ -19,7 +19,7 @@ bench: setup all $(BENCH_SERVER)
 # BENCHMARKS.md in place of their last figures.
 .PHONY: bench-openresty
 
-bench-openresty: setup $(BENCH_SERVER)
+bench-openresty: setup
 	@$(MAKE) -s LUA=luajit
 	@sh bench/openresty.sh
 	@lua5.4 bench/report.lua --section bench/results/openresty.md BENCHMARKS.md
