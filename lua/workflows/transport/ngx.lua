@@ -22,7 +22,7 @@ local format, find, match, lower, upper, sub = string.format, string.find, strin
   string.lower, string.upper, string.sub
 local concat = table.concat
 local floor, min = math.floor, math.min
-local now, wall_time = core.now, core.time
+local now = core.now
 
 local M = {}
 
@@ -30,8 +30,8 @@ local DEFAULTS = {
   pool_size = 30,          -- nginx's own default (lua_socket_pool_size)
   pool_idle_timeout = 60,  -- seconds (lua_socket_keepalive_timeout)
   read_size = 65536,       -- bytes asked of the socket at a time
-  -- seconds of work in one turn of nginx's event loop after which a page waits for
-  -- the next turn before it is decoded (see take_turn)
+  -- seconds of decoding in one turn of nginx's event loop after which a page waits
+  -- for a later turn (see take_turn)
   slice = 0.001,
 }
 
@@ -239,14 +239,29 @@ end
 
 -- Decoding a page of 100 runs takes about half a millisecond. When many answers come
 -- in the same turn of nginx's event loop they would be decoded back to back, while
--- every other request of the worker waits for the turn to end: past a slice of work
--- in this turn (ngx.now() is the time the turn began), a page waits for a later turn,
--- a few times at most: a worker busy with other work in every turn must not starve it.
+-- every other request of the worker waits for the turn to end: once this worker has
+-- decoded for a slice of time in this turn, a page waits for a later turn, a few
+-- times at most (a worker busy in every turn must not starve it). A turn is told by
+-- ngx.now(), the time nginx read when the turn began (millisecond steps, so turns
+-- within one millisecond count as one, which only errs towards waiting).
+local turn = { began = nil, decoding = 0 }
+
 local function take_turn(ngx)
   for _ = 1, 4 do
-    if wall_time() - ngx.now() <= DEFAULTS.slice then return end
+    local began = ngx.now()
+    if turn.began ~= began then turn.began, turn.decoding = began, 0 end
+    if turn.decoding < DEFAULTS.slice then return end
     ngx.sleep(0.001)
   end
+end
+
+-- The core's outcome for a whole response, decoded in its turn.
+local function decoded(ngx, fields)
+  take_turn(ngx)
+  local started = now()
+  local outcome = core.response_outcome(fields)
+  turn.decoding = turn.decoding + (now() - started)
+  return outcome
 end
 
 -- One attempt from connect to outcome; runs on the attempt's light thread.
@@ -315,8 +330,7 @@ local function exchange(attempt, ngx)
         sock:close()
       end
       attempt.sock = nil
-      take_turn(ngx)
-      return core.response_outcome(fields)
+      return decoded(ngx, fields)
     end
     sock:close()
     attempt.sock = nil
