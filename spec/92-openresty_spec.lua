@@ -228,6 +228,7 @@ describe("the nginx transport", function()
   location = /failures { content_by_lua_file ]] .. nginx.root() .. [[/examples/openresty/failures.lua; }
   # a page sent with chunked framing, in pieces, by this same worker
   location = /v1/workflows/chunked/runs {
+    keepalive_timeout 1s;  # closes the client's pooled connections behind its back
     content_by_lua_block {
       local page = '{"code":200,"data":{"hasMore":false,"items":[{"id":"run_1","totalCu":1.5,'
         .. '"workflowVersion":3,"sourceRunId":null},{"id":"run_2","totalCu":2}],"limit":20,'
@@ -340,6 +341,20 @@ describe("the nginx transport", function()
       ]], server.url))
       assert.same({ requestId = "req_chunked", items = {
         "{id:run_1,totalCu:1.5,workflowVersion:3}", "{id:run_2,totalCu:2}" } }, inside)
+    end)
+
+    -- nginx drops a pooled connection from the pool when its server closes it; the
+    -- transport's own retry covers only the race where that close comes as it is reused
+    it("takes a fresh connection when the server closed the pooled one meanwhile", function()
+      local result = run_in(server, sb.url, string.format([[
+        local client = workflows.new { token = "t", base_url = %q, max_retries = 0 }
+        local first = assert(client:list_runs("chunked"))
+        ngx.sleep(1.5)
+        local second, err = client:list_runs("chunked")
+        return { first = #first.items, second = second and #second.items,
+          err = err and tostring(err) }
+      ]], server.url))
+      assert.same({ first = 2, second = 2 }, result)
     end)
 
     it("counts and releases a client's attempts in the running request", function()
