@@ -5,7 +5,46 @@
 --
 -- SAMPLES: harness.lua's tab-separated lines. DECODE_COST: lines
 -- "mode<TAB>instructions<TAB>iterations" from callgrind (bench/run.sh).
+--
+--   lua5.4 bench/report.lua --section SECTION.md OUT.md
+--
+-- puts a section written elsewhere (bench/openresty.sh's bench/results/openresty.md)
+-- into OUT.md in place of its old copy, before "## Commands", and touches nothing
+-- else: `make bench-openresty` refreshes only its own rows.
 local samples_path, decode_path, out_path = arg[1], arg[2], arg[3]
+
+local OPENRESTY_SECTION = "bench/results/openresty.md"
+
+local function read_all(path)
+  local file = io.open(path, "rb")
+  if not file then return nil end
+  local text = file:read "a"
+  file:close()
+  return text
+end
+
+-- `document` with `section` (which opens with its own "## " heading) in place of
+-- the section of the same heading, or before "## Commands" when it has none.
+local function with_section(document, section)
+  local heading = section:match "^(## [^\n]*)"
+  local first = document:find("\n" .. heading:gsub("%p", "%%%0") .. "\n", 1)
+  if first then
+    local after = document:find("\n## ", first + 1, true)
+    return document:sub(1, first) .. section .. (after and document:sub(after) or "")
+  end
+  local commands = document:find("\n## Commands\n", 1, true)
+  if not commands then return document .. "\n" .. section end
+  return document:sub(1, commands) .. section .. document:sub(commands)
+end
+
+if samples_path == "--section" then
+  local section = assert(read_all(decode_path), "no section at " .. tostring(decode_path))
+  local document = read_all(out_path) or ""
+  local out = assert(io.open(out_path, "w"))
+  out:write(with_section(document, section:gsub("%s+$", "") .. "\n"))
+  out:close()
+  return
+end
 
 local format, concat, sort = string.format, table.concat, table.sort
 
@@ -388,6 +427,9 @@ for _, item in ipairs(machine) do add(format("| %s | %s |", item[1], item[2])) e
 add("")
 
 local text = concat(doc, "\n")
+-- the OpenResty rows, measured by bench/openresty.sh just before
+local openresty = read_all(OPENRESTY_SECTION)
+if openresty then text = with_section(text, openresty:gsub("%s+$", "") .. "\n") end
 io.write(text)
 local out = assert(io.open(out_path, "w"))
 out:write(text)

@@ -11,7 +11,19 @@ BENCH_SERVER = build/bench/static_server
 bench: setup all $(BENCH_SERVER)
 	@sh tools/setup.sh $(BENCH_PACKAGES)
 	@sh bench/cli.sh $(BENCH_CLI_MD)
+	@$(MAKE) -s LUA=luajit
+	@sh bench/openresty.sh
 	@BENCH_CLI_MD=$(BENCH_CLI_MD) sh bench/run.sh
+
+# make bench-openresty: only the OpenResty rows (one nginx worker, 16 walks at a time
+# through cosockets and through libcurl, /ping latency beside them), put into
+# BENCHMARKS.md in place of their last figures.
+.PHONY: bench-openresty
+
+bench-openresty: setup
+	@$(MAKE) -s LUA=luajit
+	@sh bench/openresty.sh
+	@lua5.4 bench/report.lua --section bench/results/openresty.md BENCHMARKS.md
 
 $(BENCH_SERVER): bench/static_server.c
 	@mkdir -p $(dir $@)

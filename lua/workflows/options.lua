@@ -21,6 +21,9 @@ local DEFAULTS = {
   prefetch_cap = 8,
   max_body_bytes = 32 * 1024 * 1024,
   walk_limit = 100,       -- page size of runs/pages when no limit is given
+  transport = "auto",     -- cosockets inside nginx, libcurl elsewhere
+  pool_size = 30,         -- inside nginx: kept-alive connections per host and port
+  pool_idle_timeout = 60, -- inside nginx: seconds an idle pooled connection is kept
 }
 M.DEFAULTS = DEFAULTS
 
@@ -131,6 +134,14 @@ local function luv_module(v)
     and type(v.new_poll) == "function"
 end
 local LOOP = { "loop", luv_module, 'a libuv binding such as vim.uv, vim.loop or require "luv"' }
+local TRANSPORTS = { "auto", "ngx", "curl" }
+local function transport_name(v)
+  for _, name in ipairs(TRANSPORTS) do if v == name then return true end end
+  return false
+end
+local TRANSPORT = { "transport", transport_name, 'one of "auto", "ngx", "curl"' }
+local POOL_SIZE = { "pool_size", positive_integer, "a positive integer" }
+local POOL_IDLE_TIMEOUT = { "pool_idle_timeout", positive_number, "a positive number" }
 local CA_FILE = { "ca_file", non_empty_string, "a non-empty string" }
 local CA_PATH = { "ca_path", non_empty_string, "a non-empty string" }
 local MAX_BODY_BYTES = { "max_body_bytes", positive_integer, "a positive integer" }
@@ -150,7 +161,8 @@ local OFFSET = { "offset", offset_value, "a non-negative integer", problem = off
 local MAX = { "max", positive_integer, "a positive integer" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
-  PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP }
+  PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP, TRANSPORT,
+  POOL_SIZE, POOL_IDLE_TIMEOUT }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 

@@ -6,8 +6,12 @@ local function installed(name, path)
   local file = assert(package.searchpath(name, path))
   assert(file:sub(1, #tree) == tree, name .. " was loaded from " .. file .. ", not the rock")
 end
-installed("workflows", package.path)
 installed("workflows.core", package.cpath)
+-- every Lua module of the working tree must be in the rock
+for file in io.popen("cd lua && find workflows -name '*.lua' | sort"):lines() do
+  local name = file:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+  installed(name, package.path)
+end
 
 local workflows = require "workflows"
 local sandbox = require("spec.support.sandbox").start {}

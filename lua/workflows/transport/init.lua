@@ -27,7 +27,7 @@ local request = require "workflows.request"
 local errors = require "workflows.errors"
 local core = require "workflows.core"
 
-local error = error
+local error, rawget = error, rawget
 
 local now = core.now
 
@@ -43,6 +43,13 @@ local LONGEST_WAIT = 1
 function M.current(ctx)
   -- only a walk begun before client:close() can get here after it
   if ctx.closed then error(errors.invalid_argument("the client is closed"), 0) end
+  -- inside nginx, cosockets (or a refusal where they do not work); never libcurl
+  -- unless asked for by name
+  local choice = ctx.config and ctx.config.transport
+  if choice == "ngx" or (choice ~= "curl" and rawget(_G, "ngx") ~= nil) then
+    local cosockets = require "workflows.transport.ngx"
+    if choice == "ngx" or cosockets.inside_nginx() then return cosockets.for_request(ctx) end
+  end
   local hosted = ctx.hosted_transport and ctx.hosted_transport(ctx)
   if hosted then return hosted end
   if ctx.loop and ctx.tasks and ctx.tasks.running() then
