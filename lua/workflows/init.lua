@@ -20,6 +20,7 @@ local setmetatable, getmetatable, error, type = setmetatable, getmetatable, erro
 local ipairs = ipairs
 local format, floor = string.format, math.floor
 local getenv = os.getenv
+local package = package
 
 local M = {}
 
@@ -78,6 +79,8 @@ local function close_context(ctx)
       ctx[name] = nil
     end
   end
+  local cosockets = package.loaded["workflows.transport.ngx"]
+  if cosockets then cosockets.close_for_request(ctx) end
 end
 
 -- Closes the context when the client is collected without client:close(): the
@@ -207,6 +210,8 @@ function Client:in_flight()
   local count = 0
   if ctx.blocking_transport then count = count + ctx.blocking_transport:running() end
   if ctx.loop_transport then count = count + ctx.loop_transport:running() end
+  local cosockets = package.loaded["workflows.transport.ngx"]
+  if cosockets then count = count + cosockets.running_for_request(ctx) end
   return count
 end
 

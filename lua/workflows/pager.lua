@@ -24,7 +24,8 @@ local recent = require "workflows.recent"
 local window = require "workflows.window"
 local core = require "workflows.core"
 
-local setmetatable, error, type, ipairs = setmetatable, error, type, ipairs
+local setmetatable, getmetatable, error, type, ipairs, pcall = setmetatable, getmetatable, error,
+  type, ipairs, pcall
 local floor, max = math.floor, math.max
 local format = string.format
 local remove = table.remove
@@ -70,6 +71,20 @@ function Handle:close()
   if walk then walk:close() end
 end
 Handle.__close = Handle.close
+
+-- A walk dropped without close() (a `break` where there are no closing values)
+-- releases what it has in flight when collected: transfers free themselves, but
+-- light threads inside nginx would run on. Lua 5.2+ finalizes tables; 5.1 and
+-- LuaJIT need a userdata.
+-- A finalizer must not raise: the error would surface in unrelated code.
+function Walk:__gc() pcall(Walk.close, self) end
+local newproxy = newproxy  -- luacheck: ignore (Lua 5.1 and LuaJIT only)
+local function collection_guard(walk)
+  if not newproxy then return nil end
+  local guard = newproxy(true)
+  getmetatable(guard).__gc = function() pcall(Walk.close, walk) end
+  return guard
+end
 
 -- The prefetch window: its size now, the largest it reached, and how often the
 -- server made it halve (always 0 for a fixed prefetch).
@@ -437,6 +452,7 @@ function M.walk(spec)
     seen = recent.new(max(SEEN_AT_LEAST, (spec.prefetch_cap + 4) * limit * 2)),
     ended = false, closed = false,
   }, Walk)
+  walk.guard = collection_guard(walk)
   local iterator = spec.mode == "pages" and pages_iterator(walk) or runs_iterator(walk)
   local handle = setmetatable({}, Handle)
   walks[handle] = walk

@@ -90,6 +90,10 @@ local function collect(job, t)
   job.elapsed = outcome.elapsed
   if job.ctx.debug then log_attempt(job, outcome) end
   if outcome.ok then return finish(job, outcome.page) end
+  -- the transport refused to make the request at all (nginx, in the wrong phase)
+  if outcome.kind == "invalid_argument" then
+    return finish(job, nil, errors.invalid_argument(outcome.message))
+  end
   if outcome.kind == "timeout" and job.clipped then
     return finish(job, nil, errors.timeout(format("deadline exceeded during attempt %d (%s)",
       job.attempts, tostring(outcome.message)), job.attempts))
