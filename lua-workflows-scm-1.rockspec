@@ -41,7 +41,10 @@ build = {
     ["workflows.request"] = "lua/workflows/request.lua",
     ["workflows.retry"] = "lua/workflows/retry.lua",
     ["workflows.core"] = {
-      sources = { "src/core.c", "src/session.c", "src/response.c", "src/decode.c" },
+      sources = {
+        "src/core.c", "src/clock.c", "src/request.c", "src/transfer.c", "src/session.c",
+        "src/socket.c", "src/response.c", "src/decode.c",
+      },
       libraries = { "curl", "m" },
       incdirs = { "$(CURL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)" },

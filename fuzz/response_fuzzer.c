@@ -45,7 +45,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   if (state == NULL) fail("luaL_newstate failed");
   luaL_openlibs(state);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) fail("curl_global_init failed");
+  lua_newtable(state);                        /* stands in for the module table */
   wf_decode_open(state);                      /* require "cjson" and a private instance */
+  lua_pop(state, 1);
   atexit(close_state);
   return 0;
 }

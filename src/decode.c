@@ -20,12 +20,37 @@ static const char DECODE_KEY = 'd';
 /* Doubles hold every integer up to 2^53 exactly; past that "integral" means nothing. */
 #define MAX_EXACT_INTEGER 9007199254740992.0
 
+/* core.decode_page(body [, header_request_id]) -> page | nil, message */
+static int core_decode_page(lua_State *L) {
+  size_t len;
+  const char *body = luaL_checklstring(L, 1, &len);
+  const char *header_request_id = luaL_optstring(L, 2, NULL);
+  if (wf_push_page(L, body, len, header_request_id)) return 1;
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+/* core.decode_envelope(body) -> { code, message, requestId } | nil */
+static int core_decode_envelope(lua_State *L) {
+  size_t len;
+  const char *body = luaL_checklstring(L, 1, &len);
+  return wf_push_envelope(L, body, len);
+}
+
+static const luaL_Reg decode_functions[] = {
+  { "decode_page", core_decode_page },
+  { "decode_envelope", core_decode_envelope },
+  { NULL, NULL }
+};
+
 /*
 ** Loads lua-cjson, makes a private instance with cjson.new() so that no setting of the
 ** global one leaks into ours (or ours into it), and keeps its decode function in the
-** registry.
+** registry. Sets decode_page and decode_envelope in the module table at the top.
 */
 int wf_decode_open(lua_State *L) {
+  int module = lua_gettop(L);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cjson");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK)
@@ -49,7 +74,8 @@ int wf_decode_open(lua_State *L) {
   if (wf_getfield(L, -2, "decode") != LUA_TFUNCTION)
     return luaL_error(L, "workflows.core: lua-cjson has no decode function");
   lua_rawset(L, LUA_REGISTRYINDEX);
-  lua_pop(L, 2);                              /* instance, cjson */
+  lua_settop(L, module);                      /* drop the instance and cjson */
+  luaL_setfuncs(L, decode_functions, 0);
   return 0;
 }
 

@@ -1,12 +1,14 @@
 /*
 ** One attempt's response: the body and headers as they arrive, and the outcome table
 ** built from them once the attempt is over. Nothing here touches libcurl's handles,
-** so the fuzzer drives it with bytes alone.
+** so the fuzzer drives it with bytes alone, and core.response_outcome with what
+** another transport received.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 
 #include "private.h"
 
@@ -69,6 +71,20 @@ static int header_is(const char *line, size_t name_len, const char *name) {
   return strlen(name) == name_len && strncasecmp(line, name, name_len) == 0;
 }
 
+/*
+** Keeps the value of the headers the outcome needs (name matched without regard to
+** case); the others are ignored.
+*/
+void wf_response_header(wf_response *r, const char *name, size_t name_len,
+                        const char *value, size_t len) {
+  if (header_is(name, name_len, "x-request-id"))
+    copy_header_value(r->request_id, sizeof r->request_id, value, len);
+  else if (header_is(name, name_len, "retry-after"))
+    copy_header_value(r->retry_after, sizeof r->retry_after, value, len);
+  else if (header_is(name, name_len, "content-type"))
+    copy_header_value(r->content_type, sizeof r->content_type, value, len);
+}
+
 /* Takes one raw header line, as libcurl's header callback passes it. */
 void wf_response_header_line(wf_response *r, const char *line, size_t len) {
   const char *colon;
@@ -81,14 +97,7 @@ void wf_response_header_line(wf_response *r, const char *line, size_t len) {
   colon = memchr(line, ':', len);
   if (colon == NULL) return;
   name_len = (size_t)(colon - line);
-  line += name_len + 1;
-  len -= name_len + 1;
-  if (header_is(colon - name_len, name_len, "x-request-id"))
-    copy_header_value(r->request_id, sizeof r->request_id, line, len);
-  else if (header_is(colon - name_len, name_len, "retry-after"))
-    copy_header_value(r->retry_after, sizeof r->retry_after, line, len);
-  else if (header_is(colon - name_len, name_len, "content-type"))
-    copy_header_value(r->content_type, sizeof r->content_type, line, len);
+  wf_response_header(r, line, name_len, colon + 1, len - name_len - 1);
 }
 
 /*
@@ -166,8 +175,10 @@ static void set_transfer_failure(lua_State *L, int t, const wf_response *r) {
     lua_pushstring(L, detail);
   }
   lua_setfield(L, t, "message");
-  lua_pushinteger(L, (lua_Integer)r->curl_code);
-  lua_setfield(L, t, "curl_code");
+  if (r->curl_code != CURLE_OK) {             /* a body cut by another transport has none */
+    lua_pushinteger(L, (lua_Integer)r->curl_code);
+    lua_setfield(L, t, "curl_code");
+  }
 }
 
 static int content_type_is_json(const char *content_type) {
@@ -234,4 +245,84 @@ void wf_push_outcome(lua_State *L, const wf_response *r) {
     set_page(L, t, r);
   else
     set_http_failure(L, t, r);
+}
+
+/* ------------------------------------------------- core.response_outcome */
+
+static const char *opt_string(lua_State *L, int t, const char *key, size_t *len) {
+  const char *value = NULL;
+  int type = wf_getfield(L, t, key);
+  *len = 0;
+  if (type == LUA_TSTRING) value = lua_tolstring(L, -1, len);
+  else if (type != LUA_TNIL) luaL_error(L, "response field '%s' must be a string", key);
+  lua_pop(L, 1);  /* the table still holds the string */
+  return value;
+}
+
+static lua_Number opt_number(lua_State *L, int t, const char *key, lua_Number fallback) {
+  int type = wf_getfield(L, t, key);
+  lua_Number n = fallback;
+  if (type == LUA_TNUMBER) n = lua_tonumber(L, -1);
+  else if (type != LUA_TNIL) luaL_error(L, "response field '%s' must be a number", key);
+  lua_pop(L, 1);
+  return n;
+}
+
+static void opt_header(lua_State *L, wf_response *r, int t, const char *key,
+                       const char *header) {
+  size_t len;
+  const char *value = opt_string(L, t, key, &len);
+  if (value != NULL) wf_response_header(r, header, strlen(header), value, len);
+}
+
+/*
+** core.response_outcome(fields) -> the outcome table transfer:result() gives, for a
+** response another transport (OpenResty's cosockets) received in full. fields:
+** status (required), body, request_id, retry_after, content_type (raw header values),
+** max_body_bytes, elapsed, reused. The body is read in place, not copied.
+*/
+static int core_response_outcome(lua_State *L) {
+  wf_response r;
+  lua_Number status, max_body, elapsed;
+  size_t body_len;
+  const char *body;
+  int type;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  status = opt_number(L, 1, "status", 0);
+  if (!(status >= 100 && status <= 599) || status != (lua_Number)(long)status)
+    return luaL_error(L, "response field 'status' must be an integer from 100 to 599");
+  max_body = opt_number(L, 1, "max_body_bytes", 0);
+  if (wf_getfield(L, 1, "max_body_bytes") != LUA_TNIL && !(max_body >= 1))
+    return luaL_error(L, "response field 'max_body_bytes' must be at least 1");
+  lua_pop(L, 1);
+  elapsed = opt_number(L, 1, "elapsed", 0);
+  if (!(elapsed >= 0)) return luaL_error(L, "response field 'elapsed' must be at least 0");
+  type = wf_getfield(L, 1, "reused");
+  if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+    return luaL_error(L, "response field 'reused' must be a boolean");
+  body = opt_string(L, 1, "body", &body_len);
+
+  wf_response_init(&r, max_body >= (lua_Number)(SIZE_MAX / 2) ? SIZE_MAX / 2 : (size_t)max_body);
+  r.status = (long)status;
+  r.elapsed = (double)elapsed;
+  r.reused = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  opt_header(L, &r, 1, "request_id", "x-request-id");
+  opt_header(L, &r, 1, "retry_after", "retry-after");
+  opt_header(L, &r, 1, "content_type", "content-type");
+  if (r.max_body > 0 && body_len > r.max_body) {
+    r.too_large = 1;                          /* as the curl path: the body is dropped */
+  } else {
+    r.body = (char *)body;                    /* only read: r is never freed */
+    r.body_len = body_len;
+  }
+  wf_push_outcome(L, &r);
+  return 1;
+}
+
+/* Sets response_outcome in the module table at the top. */
+int wf_response_open(lua_State *L) {
+  lua_pushcfunction(L, core_response_outcome);
+  lua_setfield(L, -2, "response_outcome");
+  return 0;
 }

@@ -1,0 +1,171 @@
+/*
+** One request: reading the Lua request table, the header list, and the easy handle's
+** options, with the callbacks that collect the response. Also core.escape_segment,
+** the one piece of URL building the Lua layer leaves to C.
+*/
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "private.h"
+
+/* ---------------------------------------------------------- reading the table */
+
+static const char *opt_string_field(lua_State *L, int t, const char *key) {
+  const char *value = NULL;
+  int type = wf_getfield(L, t, key);
+  if (type == LUA_TSTRING) value = lua_tostring(L, -1);
+  else if (type != LUA_TNIL) luaL_error(L, "request field '%s' must be a string", key);
+  lua_pop(L, 1);  /* the table still holds the string, so the pointer stays valid */
+  return value;
+}
+
+static long opt_millis_field(lua_State *L, int t, const char *key) {
+  long ms = 0;
+  int type = wf_getfield(L, t, key);
+  if (type == LUA_TNUMBER) {
+    lua_Number seconds = lua_tonumber(L, -1);
+    if (!(seconds > 0)) luaL_error(L, "request field '%s' must be positive", key);
+    ms = seconds * 1000 >= (lua_Number)LONG_MAX ? LONG_MAX : (long)(seconds * 1000);
+    if (ms < 1) ms = 1;
+  } else if (type != LUA_TNIL) {
+    luaL_error(L, "request field '%s' must be a number", key);
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+/*
+** Fills req from the request table at index t, raising for a missing url or a field
+** of the wrong type. The strings stay owned by the table, which must outlive req.
+*/
+void wf_read_request(lua_State *L, int t, wf_request *req) {
+  int type;
+  luaL_checktype(L, t, LUA_TTABLE);
+  req->url = opt_string_field(L, t, "url");
+  if (req->url == NULL) luaL_error(L, "request field 'url' is required");
+  req->token = opt_string_field(L, t, "token");
+  req->user_agent = opt_string_field(L, t, "user_agent");
+  req->ca_file = opt_string_field(L, t, "ca_file");
+  req->ca_path = opt_string_field(L, t, "ca_path");
+  req->timeout_ms = opt_millis_field(L, t, "timeout");
+  req->connect_timeout_ms = opt_millis_field(L, t, "connect_timeout");
+  req->max_body = 0;
+  type = wf_getfield(L, t, "max_body_bytes");
+  if (type == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, -1);
+    if (!(n >= 1)) luaL_error(L, "request field 'max_body_bytes' must be at least 1");
+    req->max_body = n >= (lua_Number)(SIZE_MAX / 2) ? SIZE_MAX / 2 : (size_t)n;
+  } else if (type != LUA_TNIL) {
+    luaL_error(L, "request field 'max_body_bytes' must be a number");
+  }
+  lua_pop(L, 1);
+  if (req->token != NULL && strpbrk(req->token, "\r\n") != NULL)
+    luaL_error(L, "the token must not contain line breaks");
+}
+
+/* ------------------------------------------------------- libcurl callbacks */
+/* They only copy bytes: no Lua call may unwind through libcurl's frames. */
+
+static size_t on_body(char *data, size_t size, size_t count, void *userdata) {
+  wf_transfer *t = (wf_transfer *)userdata;
+  size_t len = size * count;
+  return wf_response_append(&t->response, data, len) ? len : 0;
+}
+
+static size_t on_header(char *line, size_t size, size_t count, void *userdata) {
+  wf_transfer *t = (wf_transfer *)userdata;
+  size_t len = size * count;
+  wf_response_header_line(&t->response, line, len);
+  return len;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+/* Builds t's header list; returns 0 when an allocation failed (t owns what was built). */
+int wf_build_headers(lua_State *L, wf_transfer *t, const char *token) {
+  struct curl_slist *grown = curl_slist_append(NULL, "Accept: application/json");
+  if (grown == NULL) return 0;
+  t->headers = grown;
+  if (token != NULL) {
+    lua_pushfstring(L, "Authorization: Bearer %s", token);
+    grown = curl_slist_append(t->headers, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (grown == NULL) return 0;
+    t->headers = grown;
+  }
+  return 1;
+}
+
+#define SET(option, value) \
+  if ((rc = curl_easy_setopt(easy, option, value)) != CURLE_OK) return rc
+
+CURLcode wf_set_options(CURL *easy, wf_transfer *t, const wf_request *req) {
+  CURLcode rc;
+  SET(CURLOPT_URL, req->url);
+  SET(CURLOPT_HTTPGET, 1L);
+  SET(CURLOPT_HTTPHEADER, t->headers);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);            /* a redirect must not carry the token away */
+#if LIBCURL_VERSION_NUM >= 0x075500
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  SET(CURLOPT_ACCEPT_ENCODING, "");           /* every encoding this libcurl decodes */
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  SET(CURLOPT_PIPEWAIT, 1L);                  /* wait to multiplex rather than open more */
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_WRITEDATA, t);
+  SET(CURLOPT_HEADERFUNCTION, on_header);
+  SET(CURLOPT_HEADERDATA, t);
+  SET(CURLOPT_ERRORBUFFER, t->response.error_text);
+  SET(CURLOPT_PRIVATE, t);
+  if (req->user_agent != NULL) SET(CURLOPT_USERAGENT, req->user_agent);
+  if (req->ca_file != NULL) SET(CURLOPT_CAINFO, req->ca_file);
+  if (req->ca_path != NULL) SET(CURLOPT_CAPATH, req->ca_path);
+  if (req->timeout_ms > 0) SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
+  if (req->connect_timeout_ms > 0) SET(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+  if (req->max_body > 0) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);
+  return CURLE_OK;
+}
+
+#undef SET
+
+/* ------------------------------------------------------------ URL segments */
+
+/*
+** core.escape_segment(s): every byte but RFC 3986's unreserved ones as %XX. A segment
+** of only "." or ".." has its dots encoded too: left bare, libcurl (and any proxy)
+** would resolve it as a dot-segment and send the request to another path.
+*/
+static int core_escape_segment(lua_State *L) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t len, i;
+  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+  int dot_segment = (len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.');
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (i = 0; i < len; i++) {
+    unsigned char c = s[i];
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+        c == '-' || (c == '.' && !dot_segment) || c == '_' || c == '~') {
+      luaL_addchar(&b, (char)c);
+    } else {
+      luaL_addchar(&b, '%');
+      luaL_addchar(&b, hex[c >> 4]);
+      luaL_addchar(&b, hex[c & 15]);
+    }
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* Sets escape_segment in the module table at the top. */
+int wf_request_open(lua_State *L) {
+  lua_pushcfunction(L, core_escape_segment);
+  lua_setfield(L, -2, "escape_segment");
+  return 0;
+}

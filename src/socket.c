@@ -1,0 +1,262 @@
+/*
+** Socket mode: libcurl's multi_socket interface for an outside event loop.
+**
+** libcurl tells which sockets it wants watched, and when it wants a timer, through
+** callbacks; here those callbacks only record (an array of changes, the latest timer
+** value), and the event loop reads the record with session:changes() after each call
+** into the session. The loop reports readiness with session:socket_action and timer
+** expiry with session:timer_expired.
+**
+** libcurl closes a socket right after telling the loop to stop watching it; the loop
+** hears of it only later, and by then the kernel could have handed the number to a new
+** socket. So socket-mode handles close their sockets through on_close, which queues
+** the descriptor instead; session:close_removed() closes the queued ones once the loop
+** has read the changes that removed them. libcurl keeps a connection's close callback
+** with the connection, so connections closed later from the cache, or by
+** curl_multi_cleanup, are queued the same way; session:close closes every queued one.
+** on_open reserves a queue slot for each socket it opens, so on_close never allocates.
+*/
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE               /* SOCK_CLOEXEC */
+
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "private.h"
+
+/* Grows *array (of *cap items of `size` bytes) to hold at least `need`; 0 on failure. */
+static int reserve(void **array, size_t *cap, size_t need, size_t size) {
+  size_t n = *cap ? *cap : 16;
+  void *grown;
+  if (need <= *cap) return 1;
+  while (n < need) {
+    if (n > ((size_t)-1) / 2 / size) return 0;
+    n *= 2;
+  }
+  grown = realloc(*array, n * size);
+  if (grown == NULL) return 0;
+  *array = grown;
+  *cap = n;
+  return 1;
+}
+
+static int reserve_closing(wf_session *s, size_t need) {
+  void *array = s->closing;
+  int ok = reserve(&array, &s->closing_cap, need, sizeof *s->closing);
+  s->closing = (curl_socket_t *)array;
+  return ok;
+}
+
+/* ------------------------------------------------------- libcurl callbacks */
+/* They only record: no Lua call, nothing that raises, nothing that blocks. */
+
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp) {
+  wf_session *s = (wf_session *)clientp;
+  void *array = s->changes;
+  int ok;
+  (void)easy;
+  (void)socketp;
+  assert(s->in_libcurl > 0);
+  ok = reserve(&array, &s->change_cap, s->change_count + 1, sizeof *s->changes);
+  s->changes = (wf_socket_change *)array;
+  if (!ok) {
+    s->changes_lost = 1;
+    return -1;                                /* libcurl aborts the transfers */
+  }
+  s->changes[s->change_count].fd = fd;
+  s->changes[s->change_count].what = what;
+  s->change_count++;
+  return 0;
+}
+
+/* Coalesced: only the latest value counts. -1 stops the timer. */
+static int on_timer(CURLM *multi, long timeout_ms, void *clientp) {
+  wf_session *s = (wf_session *)clientp;
+  (void)multi;
+  assert(s->in_libcurl > 0);
+  s->timer_ms = timeout_ms;
+  s->timer_changed = 1;
+  return 0;
+}
+
+static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
+  wf_session *s = (wf_session *)clientp;
+  curl_socket_t fd;
+  assert(s->in_libcurl > 0);
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  if (!reserve_closing(s, s->closing_count + s->open_sockets + 1)) return CURL_SOCKET_BAD;
+  fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd != CURL_SOCKET_BAD) s->open_sockets++;
+  return fd;
+}
+
+static int on_close(void *clientp, curl_socket_t fd) {
+  wf_session *s = (wf_session *)clientp;
+  assert(s->in_libcurl > 0);
+  if (s->open_sockets > 0) s->open_sockets--;
+  if (!reserve_closing(s, s->closing_count + 1)) return close(fd);   /* not ours: cannot wait */
+  s->closing[s->closing_count++] = fd;
+  return 0;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+/* Makes s a socket-mode session. */
+CURLMcode wf_socket_setup_multi(wf_session *s) {
+  CURLMcode mrc;
+  s->socket_mode = 1;
+  if ((mrc = curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s)) != CURLM_OK)
+    return mrc;
+  return CURLM_OK;
+}
+
+/* Routes an easy handle's socket opening and closing through the session. */
+CURLcode wf_socket_setup_easy(wf_session *s, CURL *easy) {
+  CURLcode rc;
+  if ((rc = curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open)) != CURLE_OK ||
+      (rc = curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, s)) != CURLE_OK ||
+      (rc = curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close)) != CURLE_OK ||
+      (rc = curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, s)) != CURLE_OK)
+    return rc;
+  return CURLE_OK;
+}
+
+/* Closes every queued descriptor, whatever changes() said (session:close). */
+void wf_socket_close_all(wf_session *s) {
+  size_t i;
+  for (i = 0; i < s->closing_count; i++) close(s->closing[i]);
+  s->closing_count = s->closable = 0;
+}
+
+void wf_socket_free(wf_session *s) {
+  free(s->changes);
+  free(s->closing);
+  s->changes = NULL;
+  s->closing = NULL;
+  s->change_count = s->change_cap = s->closing_cap = 0;
+}
+
+/* ------------------------------------------------------------ methods */
+
+static wf_session *check_socket_session(lua_State *L, int i) {
+  wf_session *s = wf_check_session(L, i);
+  if (!s->socket_mode) luaL_error(L, "session is in poll mode: drive it with drive");
+  return s;
+}
+
+/* After a libcurl call: raise for its failure or a lost change, else collect. */
+static int after_action(lua_State *L, wf_session *s, CURLMcode mrc) {
+  if (s->changes_lost)
+    return luaL_error(L, "out of memory while recording socket changes");
+  if (mrc != CURLM_OK)
+    return luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mrc));
+  wf_collect_finished(s);
+  lua_pushinteger(L, s->running);
+  return 1;
+}
+
+/*
+** session:socket_action(fd, events) -> running. events: "r", "w", "rw", or "e" for
+** a poll error (libcurl then fails the transfer on that socket rather than waiting).
+** A socket libcurl no longer knows is ignored, as libcurl itself does.
+*/
+static int session_socket_action(lua_State *L) {
+  static const char *const names[] = { "r", "w", "rw", "e", NULL };
+  static const int masks[] = { CURL_CSELECT_IN, CURL_CSELECT_OUT,
+                               CURL_CSELECT_IN | CURL_CSELECT_OUT, CURL_CSELECT_ERR };
+  wf_session *s = check_socket_session(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  int events = masks[luaL_checkoption(L, 3, NULL, names)];
+  int running = 0;
+  CURLMcode mrc;
+  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 2, "not a descriptor");
+  s->in_libcurl++;
+  mrc = curl_multi_socket_action(s->multi, (curl_socket_t)fd, events, &running);
+  s->in_libcurl--;
+  return after_action(L, s, mrc);
+}
+
+/* session:timer_expired() -> running */
+static int session_timer_expired(lua_State *L) {
+  wf_session *s = check_socket_session(L, 1);
+  int running = 0;
+  CURLMcode mrc;
+  s->in_libcurl++;
+  mrc = curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  s->in_libcurl--;
+  return after_action(L, s, mrc);
+}
+
+/*
+** session:changes() -> sockets, timer. Pushes { fd, what, ... } in libcurl's order
+** and the timer (nil: unchanged, -1: stop, else milliseconds), and empties the record.
+** The descriptors queued for closing so far become closable by close_removed().
+*/
+static int session_changes(lua_State *L) {
+  static const char *const whats[] = { "none", "r", "w", "rw", "remove" };
+  wf_session *s = check_socket_session(L, 1);
+  size_t i;
+  lua_createtable(L, (int)(s->change_count * 2), 0);
+  for (i = 0; i < s->change_count; i++) {
+    int what = s->changes[i].what;
+    lua_pushinteger(L, (lua_Integer)s->changes[i].fd);
+    lua_rawseti(L, -2, (int)(2 * i + 1));
+    lua_pushstring(L, what >= 0 && what <= CURL_POLL_REMOVE ? whats[what] : "remove");
+    lua_rawseti(L, -2, (int)(2 * i + 2));
+  }
+  s->change_count = 0;
+  s->closable = s->closing_count;
+  if (!s->timer_changed) return 1;
+  s->timer_changed = 0;
+  lua_pushinteger(L, (lua_Integer)(s->timer_ms < 0 ? -1 : s->timer_ms));
+  return 2;
+}
+
+/*
+** session:close_removed() -> count. Closes the descriptors libcurl let go of before the
+** last changes(): the loop has stopped watching them by now.
+*/
+static int session_close_removed(lua_State *L) {
+  wf_session *s = check_socket_session(L, 1);
+  size_t i, n = s->closable;
+  for (i = 0; i < n; i++) close(s->closing[i]);
+  memmove(s->closing, s->closing + n, (s->closing_count - n) * sizeof *s->closing);
+  s->closing_count -= n;
+  s->closable = 0;
+  lua_pushinteger(L, (lua_Integer)n);
+  return 1;
+}
+
+/* core.socket_session() -> a new socket-mode session */
+static int core_socket_session(lua_State *L) {
+  wf_session *s = wf_new_session(L);
+  CURLMcode mrc = wf_socket_setup_multi(s);
+  if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_setopt: %s", curl_multi_strerror(mrc));
+  return 1;
+}
+
+static const luaL_Reg socket_methods[] = {
+  { "changes", session_changes },
+  { "socket_action", session_socket_action },
+  { "timer_expired", session_timer_expired },
+  { "close_removed", session_close_removed },
+  { NULL, NULL }
+};
+
+/* Adds the socket methods to workflows.session and sets core.socket_session. */
+int wf_socket_open(lua_State *L) {
+  luaL_getmetatable(L, WF_SESSION_TYPE);
+  lua_getfield(L, -1, "__index");
+  luaL_setfuncs(L, socket_methods, 0);
+  lua_pop(L, 2);
+  lua_pushcfunction(L, core_socket_session);
+  lua_setfield(L, -2, "socket_session");
+  return 0;
+}

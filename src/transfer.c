@@ -1,0 +1,162 @@
+/*
+** Transfers: one request in flight on a session, then its outcome. The multi driver
+** (session.c, socket.c) finishes them; this file owns their lifetime.
+*/
+#include <string.h>
+
+#include "private.h"
+
+static wf_transfer *check_transfer(lua_State *L, int i) {
+  wf_transfer *t = (wf_transfer *)luaL_checkudata(L, i, WF_TRANSFER_TYPE);
+  if (t->session != NULL && t->session->in_libcurl > 0) luaL_error(L, "recursive call");
+  return t;
+}
+
+/*
+** Pushes a new transfer, built closed-first (zeroed, released, with its metatable) so
+** that a failure half-way through session:start leaves an object __gc can free.
+*/
+wf_transfer *wf_transfer_new(lua_State *L, size_t max_body) {
+  wf_transfer *t = (wf_transfer *)wf_newuserdata(L, sizeof *t);
+  memset(t, 0, sizeof *t);
+  t->state = WF_RELEASED;
+  t->session_ref = t->outcome_ref = LUA_NOREF;
+  luaL_setmetatable(L, WF_TRANSFER_TYPE);
+  wf_response_init(&t->response, max_body);
+  return t;
+}
+
+void wf_transfer_link(wf_session *s, wf_transfer *t) {
+  t->session = s;
+  t->prev = NULL;
+  t->next = s->transfers;
+  if (s->transfers != NULL) s->transfers->prev = t;
+  s->transfers = t;
+}
+
+void wf_transfer_unlink(wf_transfer *t) {
+  wf_session *s = t->session;
+  if (s == NULL) return;
+  if (t->prev != NULL) t->prev->next = t->next;
+  else s->transfers = t->next;
+  if (t->next != NULL) t->next->prev = t->prev;
+  t->prev = t->next = NULL;
+  t->session = NULL;
+}
+
+/*
+** Ends the attempt's use of libcurl: takes the easy handle out of the multi handle
+** (aborting it if it was still running, which closes its connection) and frees the
+** request headers. The response stays.
+*/
+void wf_transfer_end_attempt(wf_transfer *t) {
+  wf_session *s = t->session;
+  if (t->easy != NULL) {
+    CURLMcode mrc = CURLM_BAD_HANDLE;
+    if (s != NULL && s->multi != NULL) {
+      s->in_libcurl++;
+      mrc = curl_multi_remove_handle(s->multi, t->easy);
+      s->in_libcurl--;
+    }
+    /* A handle that could not be taken out is not fit for reuse; cleanup detaches it. */
+    if (mrc == CURLM_OK) {
+      wf_give_back_easy(s, t->easy);
+    } else {
+      if (s != NULL) s->in_libcurl++;
+      curl_easy_cleanup(t->easy);
+      if (s != NULL) s->in_libcurl--;
+    }
+    t->easy = NULL;
+  }
+  if (t->state == WF_RUNNING && s != NULL) s->running--;
+  curl_slist_free_all(t->headers);
+  t->headers = NULL;
+}
+
+/* Records how the attempt ended, then ends it. */
+void wf_transfer_finish(wf_transfer *t, CURLcode code) {
+  wf_response *r = &t->response;
+  long status = 0, connects = 0;
+  double elapsed = 0;
+  r->curl_code = code;
+  if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
+    r->status = status;
+  if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &elapsed) == CURLE_OK)
+    r->elapsed = elapsed;
+  if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
+    r->reused = connects == 0 && r->status > 0;
+  wf_transfer_end_attempt(t);
+  t->state = WF_DONE;
+}
+
+/* Idempotent: release, __gc and __close all come here. */
+static void release_transfer(lua_State *L, wf_transfer *t) {
+  wf_transfer_end_attempt(t);
+  wf_transfer_unlink(t);
+  t->state = WF_RELEASED;
+  wf_response_free(&t->response);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->outcome_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->session_ref);
+  t->outcome_ref = t->session_ref = LUA_NOREF;
+}
+
+/* ----------------------------------------------------------- methods */
+
+static int transfer_done(lua_State *L) {
+  wf_transfer *t = check_transfer(L, 1);
+  lua_pushboolean(L, t->state != WF_RUNNING);
+  return 1;
+}
+
+/* transfer:result() -> outcome table; the body is freed once the table exists. */
+static int transfer_result(lua_State *L) {
+  wf_transfer *t = check_transfer(L, 1);
+  if (t->state == WF_RUNNING) return luaL_error(L, "transfer is still running");
+  if (t->state == WF_RELEASED) return luaL_error(L, "transfer was released");
+  if (t->state == WF_CANCELLED) return luaL_error(L, "transfer was cancelled");
+  if (t->outcome_ref == LUA_NOREF) {
+    wf_push_outcome(L, &t->response);
+    wf_response_free(&t->response);
+    lua_pushvalue(L, -1);
+    t->outcome_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->outcome_ref);
+  return 1;
+}
+
+static int transfer_release(lua_State *L) {
+  release_transfer(L, check_transfer(L, 1));
+  return 0;
+}
+
+static int transfer_tostring(lua_State *L) {
+  static const char *const names[] = { "running", "done", "released", "cancelled" };
+  wf_transfer *t = (wf_transfer *)luaL_checkudata(L, 1, WF_TRANSFER_TYPE);
+  lua_pushfstring(L, "workflows.transfer (%s)", names[t->state]);
+  return 1;
+}
+
+static const luaL_Reg transfer_methods[] = {
+  { "done", transfer_done },
+  { "result", transfer_result },
+  { "release", transfer_release },
+  { NULL, NULL }
+};
+
+static const luaL_Reg transfer_metamethods[] = {
+  { "__gc", transfer_release },
+  { "__close", transfer_release },
+  { "__tostring", transfer_tostring },
+  { NULL, NULL }
+};
+
+/* Registers the workflows.transfer metatable. */
+int wf_transfer_open(lua_State *L) {
+  luaL_newmetatable(L, WF_TRANSFER_TYPE);
+  luaL_setfuncs(L, transfer_metamethods, 0);
+  luaL_newlib(L, transfer_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  return 0;
+}
