@@ -34,7 +34,9 @@ end
 local function report(err)
   local vim = rawget(_G, "vim")
   if vim and vim.schedule then
-    vim.schedule(function() error(err, 0) end)
+    -- as a string: Neovim shows a table raised from a callback as "[NULL]"
+    local line = tostring(err)
+    vim.schedule(function() error(line, 0) end)
   else
     io.stderr:write("workflows: a task failed: ", tostring(err), "\n")
   end
@@ -64,6 +66,9 @@ end
 require "luv"). A task's private state:
   co          its coroutine
   on_done     called once with (true) or (false, err) when it ends
+  on_result   called once with what the body returned, or (nil, err) when it
+              failed or was cancelled (the callback form of list_runs)
+  quiet       it was cancelled: a failure that nobody is told about is not news
   state       "pending" (spawned, not yet run), "running", "sleeping", "done"
   timer       its loop timer, made on first sleep, closed when it ends
   wake_queued a resume is scheduled and not yet run ]]
@@ -73,7 +78,12 @@ function M.registry(ctx)
   local schedule
   local registry = {}
 
-  local function finish(task, ok, err)
+  local function release_owned(task)
+    if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
+  end
+
+  -- `...`: what the body returned, when it returned.
+  local function finish(task, ok, err, ...)
     local s = state_of[task]
     if s.state == "done" then return end
     s.state = "done"
@@ -83,13 +93,34 @@ function M.registry(ctx)
       s.timer:close()
       s.timer = nil
     end
-    if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
+    release_owned(task)
+    local told = false
+    if s.on_result then
+      told = true
+      local called, failure
+      if ok then called, failure = pcall(s.on_result, ...)
+      else called, failure = pcall(s.on_result, nil, err) end
+      if not called then report(failure) end
+    end
     if s.on_done then
+      told = true
       local called, failure = pcall(s.on_done, ok, err)
       if not called then report(failure) end
-    elseif not ok then
-      report(err)
     end
+    if not (ok or told or s.quiet) then report(err) end
+  end
+
+  local function finish_resumed(task, ok, ...)
+    if not ok then return finish(task, false, clearer((...))) end
+    return finish(task, true, nil, ...)
+  end
+
+  local function resumed(task, s, ok, ...)
+    if s.state == "done" then
+      -- cancelled from inside: release what the body started after that
+      return release_owned(task)
+    end
+    if not ok or status(s.co) == "dead" then return finish_resumed(task, ok, ...) end
   end
 
   local function step(task)
@@ -97,10 +128,7 @@ function M.registry(ctx)
     s.wake_queued = false
     if s.state ~= "pending" and s.state ~= "sleeping" then return end
     s.state = "running"
-    local ok, err = resume(s.co)
-    if s.state == "done" then return end      -- cancelled from inside
-    if not ok then return finish(task, false, clearer(err)) end
-    if status(s.co) == "dead" then return finish(task, true) end
+    return resumed(task, s, resume(s.co))
   end
 
   local function wake(task)
@@ -110,14 +138,23 @@ function M.registry(ctx)
     schedule(function() step(task) end)
   end
 
-  function registry.spawn(body, on_done)
-    schedule = schedule or schedule_of(ctx.loop)
+  -- Without a loop (the callback form of list_runs on a client made without
+  -- one), the body runs now, blocking, and the task has ended on return.
+  function registry.spawn(body, on_done, on_result)
     local task = setmetatable({}, Task)
-    local co = create(body)
-    by_coroutine[co] = task
-    state_of[task] = { co = co, on_done = on_done, state = "pending", wake_queued = false,
-      registry = registry }
+    local s = { on_done = on_done, on_result = on_result, state = "pending",
+      wake_queued = false, registry = registry }
+    state_of[task] = s
     live[task] = true
+    if not ctx.loop then
+      s.state = "running"
+      finish_resumed(task, pcall(body))
+      return task
+    end
+    local co = create(body)
+    s.co = co
+    by_coroutine[co] = task
+    schedule = schedule or schedule_of(ctx.loop)
     wake(task)
     return task
   end
@@ -132,6 +169,9 @@ function M.registry(ctx)
   -- task itself (registry.running() ~= nil).
   function registry.sleep(task, seconds)
     local s = state_of[task]
+    -- cancelled from inside its own body, which then went on to wait: it must
+    -- never come back (nor make a timer that nobody would close)
+    while s.state == "done" do yield() end
     local ms = seconds * 1000
     -- A 0 ms timer started from a timer callback would fire in the same pass of
     -- the loop, which then never moves on: wait at least 1 ms.
@@ -160,12 +200,14 @@ function M.registry(ctx)
   end
 
   function registry.cancel(task)
+    state_of[task].quiet = true
     cancel(task, errors.cancelled("the task was cancelled"))
   end
 
   function registry.cancel_all(err)
     local task = next(live)
     while task do
+      state_of[task].quiet = true
       cancel(task, err)
       task = next(live)
     end
