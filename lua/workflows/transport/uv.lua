@@ -11,6 +11,7 @@ local core = require "workflows.core"
 local errors = require "workflows.errors"
 
 local setmetatable, pairs, pcall, error, tostring = setmetatable, pairs, pcall, error, tostring
+local find = string.find
 local io = io
 
 local M = {}
@@ -43,6 +44,15 @@ local function wake_waiting(self)
   for task in pairs(self.waiting) do tasks.wake(task) end
 end
 
+-- luv reports "r", "w", "rw", and with them "d" (disconnect) or "p" (priority)
+-- data; libcurl takes "r", "w" or "rw".
+local function for_libcurl(events)
+  local r = find(events, "[rdp]") and "r" or ""
+  local w = find(events, "w", 1, true) and "w" or ""
+  if r == "" and w == "" then return "r" end
+  return r .. w
+end
+
 -- Applies what libcurl asked for during the last call into the session: watch,
 -- re-watch or forget sockets, and set or stop the timer.
 local function settle(self)
@@ -65,7 +75,15 @@ local function settle(self)
         watchers[fd] = watcher
       end
       watcher:start(what, function(err, events)
-        self:act(session.socket_action, fd, err and "e" or events)
+        if not err then return self:act(session.socket_action, fd, for_libcurl(events)) end
+        -- libuv stops a watcher on a poll error (a reset, a refused connection)
+        -- and says no more. Let libcurl read and write the socket, which finds the
+        -- failure itself and reports it as the blocking transport does; only a
+        -- socket it still wants watched after that is failed as a poll error.
+        self:act(session.socket_action, fd, "rw")
+        if watchers[fd] == watcher and not watcher:is_active() then
+          self:act(session.socket_action, fd, "e")
+        end
       end)
     end
   end
