@@ -94,17 +94,22 @@ function M.registry(ctx)
       s.timer = nil
     end
     release_owned(task)
+    -- Forget the coroutine and the callbacks: on Lua 5.1 and LuaJIT, whose weak
+    -- tables have no ephemerons, a state that leads back to its task (a body that
+    -- calls task:cancel()) would keep both alive for good.
+    local on_result, on_done = s.on_result, s.on_done
+    s.co, s.on_result, s.on_done = nil, nil, nil
     local told = false
-    if s.on_result then
+    if on_result then
       told = true
       local called, failure
-      if ok then called, failure = pcall(s.on_result, ...)
-      else called, failure = pcall(s.on_result, nil, err) end
+      if ok then called, failure = pcall(on_result, ...)
+      else called, failure = pcall(on_result, nil, err) end
       if not called then report(failure) end
     end
-    if s.on_done then
+    if on_done then
       told = true
-      local called, failure = pcall(s.on_done, ok, err)
+      local called, failure = pcall(on_done, ok, err)
       if not called then report(failure) end
     end
     if not (ok or told or s.quiet) then report(err) end
@@ -115,12 +120,12 @@ function M.registry(ctx)
     return finish(task, true, nil, ...)
   end
 
-  local function resumed(task, s, ok, ...)
+  local function resumed(task, s, co, ok, ...)
     if s.state == "done" then
       -- cancelled from inside: release what the body started after that
       return release_owned(task)
     end
-    if not ok or status(s.co) == "dead" then return finish_resumed(task, ok, ...) end
+    if not ok or status(co) == "dead" then return finish_resumed(task, ok, ...) end
   end
 
   local function step(task)
@@ -128,7 +133,8 @@ function M.registry(ctx)
     s.wake_queued = false
     if s.state ~= "pending" and s.state ~= "sleeping" then return end
     s.state = "running"
-    return resumed(task, s, resume(s.co))
+    local co = s.co
+    return resumed(task, s, co, resume(co))
   end
 
   local function wake(task)
