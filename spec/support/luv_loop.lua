@@ -5,6 +5,7 @@
 --   local uv = loop.uv                 -- nil when lua-luv is not installed for this Lua
 --   loop.run_until(function() return done end, 10)   -- raises after 10 s instead of hanging
 --   loop.drain()                        -- lets the handles closed so far finish closing
+--   loop.close_all()                    -- in teardown: closes whatever is left
 --   loop.handles()                      -- live handles, as { "timer", "poll", ... }
 --   loop.descriptors()                  -- open descriptors of this process
 --
@@ -52,6 +53,16 @@ end
 -- callbacks; a pass without waiting does it.
 function M.drain()
   for _ = 1, 3 do uv.run("nowait") end
+end
+
+-- Closes every handle still open and lets the closes finish. For a spec's
+-- teardown: a failed test may have left some, and luv would otherwise close them
+-- while the Lua state closes, and crash.
+function M.close_all()
+  uv.walk(function(handle)
+    if not handle:is_closing() then handle:close() end
+  end)
+  M.drain()
 end
 
 -- The live handles of the loop, by type, sorted: { "poll", "timer", ... }.
