@@ -7,6 +7,7 @@ doc/sandbox.md describes the interface; this file uses the standard library only
 """
 
 import argparse
+import bisect
 import calendar
 import email.utils
 import gzip
@@ -148,17 +149,32 @@ class RunFactory:
             return "webhook", "webhook"
         return "manual", self._user(workflow, digest)
 
-    def run(self, workflow, index):
+    @staticmethod
+    def _finished(status, started, digest):
+        if status in ("running", "waiting"):
+            return None
+        if status == "cancelled":
+            return started + 1 + int.from_bytes(digest[11:13], "big") % 600
+        return started + 5 + int.from_bytes(digest[11:13], "big") % 2700
+
+    def base_status(self, workflow, index):
+        """The status a base run has until churn changes it."""
+        return self._status(index, self._digest(workflow.name, index))
+
+    def run_id(self, workflow, live_key, key):
+        """The id alone of the run with listing key `key` (see LiveState): cheaper than run()."""
+        if key < 0:
+            return self._run_id(self._digest(workflow.name, "live", live_key, -key - 1))
+        return self._run_id(self._digest(workflow.name, key))
+
+    def run(self, workflow, index, status=None):
+        """Base run `index`; `status`, when given, replaces its own (churn), with the
+        fields that depend on it (finishedAt, totalCu) made to match."""
         digest = self._digest(workflow.name, index)
-        status = self._status(index, digest)
+        status = status or self._status(index, digest)
         jitter = int.from_bytes(digest[8:10], "big") % workflow.step
         started = ANCHOR - index * workflow.step - jitter
-        if status in ("running", "waiting"):
-            finished = None
-        elif status == "cancelled":
-            finished = started + 1 + int.from_bytes(digest[11:13], "big") % 600
-        else:
-            finished = started + 5 + int.from_bytes(digest[11:13], "big") % 2700
+        finished = self._finished(status, started, digest)
         source, by = self._trigger(workflow, digest)
         source_run_id = None
         version = self._version(workflow, index)
@@ -181,20 +197,22 @@ class RunFactory:
             "workflowVersion": version,
         }
 
-    def live_run(self, workflow, live_key, arrival):
+    def live_run(self, workflow, live_key, arrival, status="running"):
         """The run that arrived `arrival`-th (0 = first) at the head of a live listing."""
         digest = self._digest(workflow.name, "live", live_key, arrival)
         source, by = self._trigger(workflow, digest)
+        started = ANCHOR + 30 * (arrival + 1) + digest[8] % 30
+        finished = self._finished(status, started, digest)
         return {
-            "finishedAt": None,
+            "finishedAt": None if finished is None else iso8601(finished),
             "id": self._run_id(digest),
             "isDustTest": False,
             "isSimulation": False,
             "sourceRunId": None,
             # Strictly newer than every base run and every earlier arrival.
-            "startedAt": iso8601(ANCHOR + 30 * (arrival + 1) + digest[8] % 30),
-            "status": "running",
-            "totalCu": self._total_cu("running", digest),
+            "startedAt": iso8601(started),
+            "status": status,
+            "totalCu": self._total_cu(status, digest),
             "triggerSource": source,
             "triggeredBy": by,
             "workflowId": workflow.name,
@@ -212,32 +230,131 @@ class RunFactory:
             return by_status[status]
 
 
-class Listing:
-    """One workflow's runs as a client sees them: live arrivals first, then the base runs."""
+class LiveState:
+    """The listing of one decoded workflow id (directives included) as it changes.
 
-    def __init__(self, factory, workflow, status, live_key, arrivals):
+    Every run has a key that fixes its place in the unfiltered listing, newest
+    first: base run i has key i, the a-th live arrival (0 = first) key -(a + 1).
+    Events (an arrival, a status change) are numbered per id: the version is how
+    many have happened. Statuses that churn changed live in `overlay`; the
+    per-status key lists are built (copied from the shared base ones) only at the
+    first status change, and then kept up to date one key at a time.
+    """
+
+    def __init__(self, factory, workflow, live_key):
         self.factory = factory
         self.workflow = workflow
         self.live_key = live_key
-        # New arrivals are always running, so other filters never see them.
-        self.arrivals = arrivals if status in (None, "running") else 0
-        self.indexes = None if status is None else factory.indexes_with_status(workflow, status)
+        self.lock = threading.Lock()
+        self.arrivals = 0
+        self.overlay = {}  # key -> status, for runs whose status churn changed
+        self.events = []  # (key, old status or None for an arrival, new status)
+        self._lists = None  # status -> ascending keys of the runs with that status
 
-    def __len__(self):
-        base = self.workflow.count if self.indexes is None else len(self.indexes)
-        return self.arrivals + base
+    def _base(self, status):
+        return self.factory.indexes_with_status(self.workflow, status)
 
-    def _at(self, position):
-        if position < self.arrivals:
-            return self.factory.live_run(self.workflow, self.live_key, self.arrivals - 1 - position)
-        position -= self.arrivals
-        index = position if self.indexes is None else self.indexes[position]
-        return self.factory.run(self.workflow, index)
+    def _status_of(self, key):
+        status = self.overlay.get(key)
+        if status is None:
+            status = "running" if key < 0 else self.factory.base_status(self.workflow, key)
+        return status
 
-    def page(self, offset, limit):
-        end = min(offset + limit, len(self))
-        items = [self._at(p) for p in range(offset, end)]
-        return items, offset + len(items) < len(self)
+    def _size(self, status):
+        if status is None:
+            return self.arrivals + self.workflow.count
+        if self._lists is not None:
+            return len(self._lists[status])
+        return (self.arrivals if status == "running" else 0) + len(self._base(status))
+
+    def _keys(self, status, start, end):
+        """The keys at positions start..end-1 of the listing under `status`."""
+        if status is None:
+            return list(range(start - self.arrivals, end - self.arrivals))
+        if self._lists is not None:
+            return self._lists[status][start:end]
+        prefix = self.arrivals if status == "running" else 0
+        keys = [p - self.arrivals for p in range(start, min(end, prefix))]
+        return keys + self._base(status)[max(start, prefix) - prefix:max(end, prefix) - prefix]
+
+    def _build_lists(self):
+        self._lists = {status: list(self._base(status)) for status in STATUSES}
+        self._lists["running"][:0] = range(-self.arrivals, 0)
+
+    def advance(self, arrivals, churn):
+        """One request's events: `arrivals` new runs, then `churn` status changes.
+
+        Which runs change, and to what, depends only on the seed, the id and the
+        event's number, so the same sequence of requests gives the same changes.
+        Returns the version after them.
+        """
+        with self.lock:
+            for _ in range(arrivals):
+                self.arrivals += 1
+                key = -self.arrivals
+                if self._lists is not None:
+                    self._lists["running"].insert(0, key)
+                self.events.append((key, None, "running"))
+            total = self.arrivals + self.workflow.count
+            for _ in range(churn if total else 0):
+                digest = self.factory._digest(
+                    self.workflow.name, "churn", self.live_key, len(self.events))
+                key = int.from_bytes(digest[:8], "big") % total - self.arrivals
+                old = self._status_of(key)
+                new = [s for s in STATUSES if s != old][digest[8] % (len(STATUSES) - 1)]
+                if self._lists is None:
+                    self._build_lists()
+                keys = self._lists[old]
+                del keys[bisect.bisect_left(keys, key)]
+                bisect.insort(self._lists[new], key)
+                self.overlay[key] = new
+                self.events.append((key, old, new))
+            return len(self.events)
+
+    def page(self, status, offset, limit):
+        """(items, has_more): the page as it is at this moment."""
+        with self.lock:
+            size = self._size(status)
+            keys = self._keys(status, offset, min(offset + limit, size)) if offset < size else []
+            pairs = [(key, self.overlay.get(key)) for key in keys]
+        items = []
+        for key, status_now in pairs:
+            if key < 0:
+                items.append(self.factory.live_run(
+                    self.workflow, self.live_key, -key - 1, status_now or "running"))
+            else:
+                items.append(self.factory.run(self.workflow, key, status_now))
+        return items, offset + len(items) < size
+
+    def history(self, status, since):
+        """(version, throughout, any) as run ids in listing order, for the window from
+        version `since` to now; with `since` None, (version, present now, None)."""
+        with self.lock:
+            version = len(self.events)
+            current = self._keys(status, 0, self._size(status))
+            if since is not None:
+                if since > version:
+                    raise ValueError(
+                        f'invalid since "{since}": expected at most the current version {version}')
+                window = self.events[since:]
+                at_start = set(current)
+                for key, old, new in reversed(window):
+                    if status is None:
+                        if old is None:
+                            at_start.discard(key)
+                    else:
+                        if new == status:
+                            at_start.discard(key)
+                        if old == status:
+                            at_start.add(key)
+                joined = {key for key, old, new in window
+                          if (old is None if status is None else new == status)}
+                left = {key for key, old, new in window if status is not None and old == status}
+        run_id = self.factory.run_id
+        ids = lambda keys: [run_id(self.workflow, self.live_key, key) for key in keys]
+        if since is None:
+            return version, ids(current), None
+        return version, ids(sorted(at_start - left)), ids(sorted(at_start | joined))
 
 
 # ---------------------------------------------------------------------- directives
@@ -260,6 +377,8 @@ INTEGER_DIRECTIVES = {
     "retry_after_date": (-10**9, 10**9, "an integer number of seconds"),
     "times": (0, 10**9, "an integer >= 0"),
     "live": (0, 10_000, "an integer from 0 to 10000"),
+    "churn": (0, 10_000, "an integer from 0 to 10000"),
+    "jitter": (0, 600_000, "milliseconds from 0 to 600000"),
     "huge_bytes": (1024, 2**40, "an integer from 1024 to 2^40"),
     "drip_ms": (0, 60_000, "milliseconds from 0 to 60000"),
 }
@@ -279,6 +398,8 @@ class Directives:
     retry_after_date: int = None
     times: int = None
     live: int = 0
+    churn: int = 0
+    jitter: int = 0
     huge_bytes: int = DEFAULT_HUGE_BYTES
     drip_ms: int = DEFAULT_DRIP_MS
 
@@ -388,6 +509,7 @@ class Answer:
     transport: str = None  # None, or "drip", "short", "reset", "silent", "huge"
     drip_ms: int = DEFAULT_DRIP_MS
     huge: tuple = None  # (size, limit, offset) for the huge fault
+    render: object = None  # for a page: makes `body` when the page is taken (after jitter)
 
 
 @dataclass
@@ -402,6 +524,8 @@ class ApiRequest:
     workflow_id: str = None  # the decoded path segment, directives included
     name: str = None  # the workflow id without its directives
     directives: Directives = None
+    version: int = None  # the id's event version after this request's events
+    jitter_ms: int = None
 
 
 def dumps(value):
@@ -571,6 +695,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         raw_path, _, raw_query = self.path.partition("?")
         if raw_path == "/_sandbox/log" and self.command == "GET":
             self._serve_log(raw_query)
+        elif raw_path == "/_sandbox/history" and self.command == "GET":
+            self._serve_history(raw_query)
         elif raw_path.startswith("/_sandbox/"):
             request_id = new_request_id()
             self._send(envelope(404, "not found", request_id), request_id)
@@ -608,6 +734,44 @@ class SandboxHandler(BaseHTTPRequestHandler):
             answer = Answer(200, json.dumps({"entries": entries}, sort_keys=True).encode("ascii"))
         self._send(answer, request_id)
 
+    def _serve_history(self, raw_query):
+        request_id = new_request_id()
+        query = parse_query(raw_query)
+        try:
+            answer = Answer(200, dumps(self._history(query)))
+        except LookupError as error:
+            answer = envelope(404, error.args[0], request_id)
+        except ValueError as error:
+            answer = envelope(400, str(error), request_id)
+        self._send(answer, request_id)
+
+    def _history(self, query):
+        """The body of a history answer; ValueError (400) or LookupError (404)."""
+        workflow_id = query.get("workflow")
+        if workflow_id is None:
+            raise ValueError("missing workflow: expected workflow=<id with its directives>")
+        name, _ = parse_workflow_id(workflow_id)  # DirectiveError is a ValueError: 400
+        workflow = WORKFLOWS.get(name)
+        if workflow is None:
+            raise LookupError("workflow not found")
+        status = query.get("status")
+        if status is not None and status not in STATUSES:
+            raise ValueError(f'invalid status "{status}": expected one of {", ".join(STATUSES)}')
+        since_text = query.get("since")
+        since = None
+        if since_text is not None:
+            if not re.fullmatch(r"[0-9]{1,20}", since_text):
+                raise ValueError(f'invalid since "{since_text}": expected an integer >= 0')
+            since = int(since_text)
+        version, throughout, anytime = self.server.state(workflow, workflow_id).history(
+            status, since)
+        body = {"workflow": workflow_id, "status": status, "version": version}
+        if since is None:
+            body["present"] = throughout
+        else:
+            body.update(since=since, throughout=throughout, any=anytime)
+        return body
+
     def _serve_api(self, raw_path, raw_query):
         arrived = time.time()
         request = ApiRequest(new_request_id(), raw_path, raw_query, parse_query(raw_query),
@@ -629,6 +793,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 latency += request.directives.latency
                 answer = self._answer_runs(request)
         self._log(arrived, request, answer)
+        # Events happened on arrival (in _answer_runs); jitter then delays the moment
+        # the page is taken, so that concurrent pages are taken in any order, and
+        # latency delays the answer after that.
+        if request.jitter_ms and self.server.stopping.wait(request.jitter_ms / 1000):
+            self.close_connection = True
+            return
+        if answer.render is not None:
+            answer.body = answer.render()
         if latency and self.server.stopping.wait(latency / 1000):
             self.close_connection = True
             return
@@ -645,9 +817,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _answer_runs(self, request):
         server, directives = self.server, request.directives
-        arrivals = 0
-        if directives.live:
-            arrivals = server.live_arrivals.add(request.workflow_id, directives.live)
+        workflow = WORKFLOWS.get(request.name)
+        state = None
+        if workflow is not None:
+            state = server.state(workflow, request.workflow_id)
+            request.version = state.advance(directives.live, directives.churn)
+        if directives.jitter:
+            number = server.request_numbers.add(request.workflow_id)
+            digest = server.factory._digest(request.name, "jitter", request.workflow_id, number)
+            request.jitter_ms = int.from_bytes(digest[:4], "big") % (directives.jitter + 1)
         fault = directives.fault
         if directives.times is not None:
             attempt = server.attempts.add(request.workflow_id + "?" + request.raw_query)
@@ -656,7 +834,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
         if fault in FRONT_FAULTS:
             return self._front_fault(fault, request)
-        answer = self._answer_listing(request, fault, arrivals)
+        answer = self._answer_listing(request, fault, state)
         if fault in TRANSPORT_FAULTS:
             answer.fault = answer.transport = fault
             answer.drip_ms = directives.drip_ms
@@ -682,7 +860,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         answer.fault = fault
         return answer
 
-    def _answer_listing(self, request, fault, arrivals):
+    def _answer_listing(self, request, fault, state):
         """The API's own answer: 401, 404, 400 or a page (which a page fault may replace)."""
         request_id = request.request_id
         if request.auth != "valid":
@@ -691,30 +869,33 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 "invalid": ("invalid bearer token", 'Bearer error="invalid_token"'),
             }[request.auth]
             return envelope(401, message, request_id, {"WWW-Authenticate": challenge})
-        workflow = WORKFLOWS.get(request.name)
-        if workflow is None:
+        if state is None:
             return envelope(404, "workflow not found", request_id)
         try:
             limit, offset, status = parse_page_params(request.query)
         except ValueError as error:
             return envelope(400, str(error), request_id)
-
-        listing = Listing(self.server.factory, workflow, status, request.workflow_id, arrivals)
         if fault == "stuck_offset":
             offset = 0
-        items, has_more = listing.page(offset, limit)
-        if fault == "empty_has_more":
-            items, has_more = [], True
-        body = page_body(items, has_more, limit, offset, request_id)
-        answer = Answer(200, body)
-        if fault == "invalid_json":
-            answer.body = body[: len(body) * 2 // 3]  # any proper prefix of an object is invalid
-        elif fault == "wrong_shape":
-            shaped = {run["id"]: run for run in items} or {"count": 0}
-            answer.body = page_body(shaped, has_more, limit, offset, request_id)
-        elif fault == "huge":
+
+        def render():
+            items, has_more = state.page(status, offset, limit)
+            if fault == "empty_has_more":
+                items, has_more = [], True
+            body = page_body(items, has_more, limit, offset, request_id)
+            if fault == "invalid_json":
+                return body[: len(body) * 2 // 3]  # any proper prefix of an object is invalid
+            if fault == "wrong_shape":
+                shaped = {run["id"]: run for run in items} or {"count": 0}
+                return page_body(shaped, has_more, limit, offset, request_id)
+            return body
+
+        answer = Answer(200)
+        if fault == "huge":
             answer.transport = "huge"
             answer.huge = (request.directives.huge_bytes, limit, offset)
+        else:
+            answer.render = render
         if fault in PAGE_FAULTS:
             answer.fault = fault
         return answer
@@ -747,6 +928,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
             "fault": answer.fault,
             "request_id": request.request_id,
             "ts": arrived,
+            "version": request.version,
+            "jitter_ms": request.jitter_ms,
         })
 
     # -- sending
@@ -830,7 +1013,9 @@ class SandboxServer(ThreadingHTTPServer):
         self.ssl_context = ssl_context
         self.request_log = RequestLog(log_path)
         self.attempts = Counters()
-        self.live_arrivals = Counters()
+        self.request_numbers = Counters()
+        self._states = {}
+        self._states_lock = threading.Lock()
         self.connections = Counters()
         self.stopping = threading.Event()
         if ":" in address[0]:
@@ -841,6 +1026,14 @@ class SandboxServer(ThreadingHTTPServer):
         # HTTPServer.server_bind would resolve our own name (getfqdn), which can stall start-up.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+    def state(self, workflow, workflow_id):
+        """The LiveState of a decoded id, made on first use."""
+        with self._states_lock:
+            state = self._states.get(workflow_id)
+            if state is None:
+                state = self._states[workflow_id] = LiveState(self.factory, workflow, workflow_id)
+            return state
 
     def mask(self, text):
         return text.replace(self.token, "***")

@@ -138,6 +138,26 @@ def runs_path(workflow_id, **query):
     return path + "?" + urlencode(query) if query else path
 
 
+def history_path(workflow_id, status=None, since=None):
+    query = {"workflow": workflow_id}
+    if status is not None:
+        query["status"] = status
+    if since is not None:
+        query["since"] = since
+    return "/_sandbox/history?" + urlencode(query)
+
+
+def ids(runs):
+    return [run["id"] for run in runs]
+
+
+def run_is_consistent(run):
+    """finishedAt is null exactly while running or waiting; totalCu is 0 while waiting."""
+    open_ = run["status"] in ("running", "waiting")
+    return ((run["finishedAt"] is None) == open_
+            and (run["status"] != "waiting" or run["totalCu"] == 0))
+
+
 def read_head(sock):
     """(status, headers with lower-case names, bytes already read past the head)."""
     data = b""
@@ -168,6 +188,17 @@ class ServerTestCase(unittest.TestCase):
     def unique(self, workflow_id):
         """`workflow_id` with an `n=` directive naming this test, so counters start afresh."""
         return f"{workflow_id};n={self.id()}"
+
+    def history(self, workflow_id, status=None, since=None):
+        status_code, _, body = self.sandbox.get_json(
+            history_path(workflow_id, status, since), token=None)
+        self.assertEqual(status_code, 200, body)
+        return body
+
+    def page(self, workflow_id, **query):
+        status, _, body = self.sandbox.get_json(runs_path(workflow_id, **query))
+        self.assertEqual(status, 200, body)
+        return body["data"]
 
     def walk(self, workflow_id, **query):
         runs, offset = [], 0
@@ -707,6 +738,303 @@ class FaultTests(ServerTestCase):
         self.assertEqual((len(tail["data"]["items"]), tail["data"]["hasMore"]), (1, False))
 
 
+class ChurnTests(ServerTestCase):
+    def test_churn_changes_n_statuses_before_each_answer_and_keeps_ids_and_order(self):
+        workflow_id = self.unique("wf_demo;churn=3")
+        base = self.walk("wf_demo")
+        since = self.sandbox.last_seq()
+        churned = []
+        for offset in (0, 100, 200):
+            churned.extend(self.page(workflow_id, limit=100, offset=offset)["items"])
+        self.assertEqual(ids(churned), ids(base))
+        changed = [(b["status"], c["status"]) for b, c in zip(base, churned) if b != c]
+        self.assertTrue(1 <= len(changed) <= 9, changed)
+        self.assertTrue(all(old != new for old, new in changed))
+        self.assertTrue(all(run_is_consistent(run) for run in churned))
+        self.assertEqual([e["version"] for e in self.sandbox.log(since)], [3, 6, 9])
+
+    def test_a_changed_status_shows_in_every_later_answer_filtered_and_unfiltered(self):
+        workflow_id = self.unique("wf_demo;churn=5")
+        for status in STATUSES:
+            # Nothing happens between this page and the history read, which has no events.
+            page = self.page(workflow_id, status=status, limit=100)
+            present = self.history(workflow_id, status)["present"]
+            self.assertEqual(ids(page["items"]), present[:100])
+            self.assertEqual(page["hasMore"], len(present) > 100)
+            self.assertTrue(all(run["status"] == status for run in page["items"]))
+            self.assertTrue(all(run_is_consistent(run) for run in page["items"]))
+        last = self.page(workflow_id, limit=100, offset=150)["items"]
+        membership = {}
+        for status in STATUSES:
+            membership.update(dict.fromkeys(self.history(workflow_id, status)["present"], status))
+        self.assertEqual(len(membership), 250)
+        self.assertEqual([run["status"] for run in last], [membership[run["id"]] for run in last])
+        self.assertEqual(self.history(workflow_id)["version"], 6 * 5)
+
+    def test_churned_runs_leave_both_ahead_of_and_behind_a_walk(self):
+        workflow_id = self.unique("wf_demo;churn=2")
+        start = self.history(workflow_id, "success")
+        walked = self.walk_by(workflow_id, 20, status="success")
+        window = self.history(workflow_id, "success", since=start["version"])
+        changed = set(window["any"]) - set(window["throughout"])
+        self.assertTrue(changed & set(walked), "no run left or joined behind the walk")
+        self.assertTrue(changed - set(walked), "no run left or joined ahead of the walk")
+        # A naive offset walk is not enough: it misses runs that never left.
+        self.assertTrue(set(window["throughout"]) - set(walked), "the naive walk missed nothing")
+
+    def walk_by(self, workflow_id, limit, **query):
+        walked, offset = [], 0
+        while True:
+            page = self.page(workflow_id, limit=limit, offset=offset, **query)
+            walked.extend(ids(page["items"]))
+            if not page["hasMore"]:
+                return walked
+            offset += limit
+
+    def test_churn_reaches_live_arrivals_too(self):
+        workflow_id = self.unique("wf_empty;live=1;churn=1")
+        statuses = set()
+        for _ in range(30):
+            statuses.update(run["status"] for run in self.page(workflow_id, limit=100)["items"])
+        self.assertGreater(len(statuses), 2)
+        items = self.page(workflow_id, limit=100)["items"]
+        self.assertEqual(len(items), 31)
+        self.assertEqual(sorted(ids(items)), sorted(self.history(workflow_id)["present"]))
+        self.assertEqual(items, sorted(items, key=lambda run: run["startedAt"], reverse=True))
+
+    def test_churn_on_an_empty_listing_changes_nothing(self):
+        workflow_id = self.unique("wf_empty;churn=5")
+        self.assertEqual(self.page(workflow_id)["items"], [])
+        self.assertEqual(self.history(workflow_id)["version"], 0)
+
+    def test_a_filtered_page_of_wf_big_with_churn_answers_in_a_few_ms(self):
+        workflow_id = self.unique("wf_big;churn=5;live=2")
+        connection = self.sandbox.connection()
+        self.addCleanup(connection.close)
+        self.sandbox.request(runs_path(workflow_id, status="success"), connection=connection)
+        started = time.monotonic()
+        for offset in range(0, 15_000, 500):
+            status, _, _ = self.sandbox.request(
+                runs_path(workflow_id, status="success", limit=100, offset=offset),
+                connection=connection)
+            self.assertEqual(status, 200)
+        self.assertLess((time.monotonic() - started) / 30, 0.02)
+
+    def test_bad_churn_and_jitter_values_answer_400(self):
+        for directive in ("churn=-1", "churn=x", "churn=10001", "jitter=-5", "jitter=600001"):
+            status, _, body = self.sandbox.get_json(runs_path(f"wf_demo;{directive}"))
+            self.assertEqual(status, 400, directive)
+            self.assertIn(directive, body["message"])
+
+
+class JitterTests(ServerTestCase):
+    def test_jitter_is_logged_per_request_within_0_to_ms(self):
+        workflow_id = self.unique("wf_demo;jitter=40")
+        since = self.sandbox.last_seq()
+        for _ in range(12):
+            self.page(workflow_id, limit=1)
+        jitters = [entry["jitter_ms"] for entry in self.sandbox.log(since)]
+        self.assertTrue(all(0 <= j <= 40 for j in jitters), jitters)
+        self.assertGreater(len(set(jitters)), 3, jitters)
+
+    def fire(self, workflow_id, count, spacing, **query):
+        """`count` requests on their own connections, `spacing` s apart; returns
+        [(request id, seconds from the first start to this answer, page)] by arrival."""
+        results = {}
+        started = time.monotonic()
+
+        def fetch(number):
+            status, headers, body = self.sandbox.request(runs_path(workflow_id, **query))
+            results[number] = (headers["X-Request-Id"], time.monotonic() - started,
+                               json.loads(body)["data"])
+
+        threads = []
+        for number in range(count):
+            threads.append(threading.Thread(target=fetch, args=(number,)))
+            threads[-1].start()
+            time.sleep(spacing)
+        for thread in threads:
+            thread.join(10)
+        return [results[number] for number in range(count)]
+
+    def test_concurrent_answers_complete_out_of_order_and_in_parallel(self):
+        workflow_id = self.unique("wf_demo;jitter=600")
+        since = self.sandbox.last_seq()
+        results = self.fire(workflow_id, 6, 0.05, limit=1)
+        jitter = {e["request_id"]: e["jitter_ms"] / 1000 for e in self.sandbox.log(since)}
+        for number, (request_id, elapsed, _) in enumerate(results):
+            self.assertGreaterEqual(elapsed, number * 0.05 + jitter[request_id] - 0.01)
+        finish_order = [r[0] for r in sorted(results, key=lambda r: r[1])]
+        self.assertNotEqual(finish_order, [r[0] for r in results])
+        self.assertLess(max(r[1] for r in results), 0.25 + 0.6 + 0.3)  # not one after another
+
+    def test_jitter_composes_with_latency(self):
+        workflow_id = self.unique("wf_demo;jitter=100;latency=200")
+        since = self.sandbox.last_seq()
+        for _ in range(4):
+            started = time.monotonic()
+            self.page(workflow_id, limit=1)
+            elapsed = time.monotonic() - started
+            jitter = self.sandbox.log(since)[-1]["jitter_ms"] / 1000
+            self.assertGreaterEqual(elapsed, 0.2 + jitter - 0.005)
+            self.assertLess(elapsed, 0.2 + jitter + 0.15)
+
+    def test_a_page_is_taken_after_the_jitter_so_it_can_show_later_arrivals(self):
+        workflow_id = self.unique("wf_demo;live=1;jitter=500")
+        results = self.fire(workflow_id, 8, 0.03, limit=100)
+        # How many arrivals each page shows: at least the ones up to its own request.
+        shown = [sum(run["startedAt"] > "2026-11-27T09:00:00Z" for run in r[2]["items"])
+                 for r in results]
+        self.assertTrue(all(count >= number + 1 for number, count in enumerate(shown)), shown)
+        self.assertTrue(any(count > number + 1 for number, count in enumerate(shown)), shown)
+
+
+class MixTests(ServerTestCase):
+    def test_live_churn_and_jitter_mix_in_one_id(self):
+        workflow_id = self.unique("wf_demo;live=2;churn=3;jitter=20")
+        start = self.history(workflow_id, "running")
+        since = self.sandbox.last_seq()
+        pages = [self.page(workflow_id, status="running", limit=100) for _ in range(5)]
+        self.assertEqual([e["version"] for e in self.sandbox.log(since)], [5, 10, 15, 20, 25])
+        window = self.history(workflow_id, "running", since=start["version"])
+        self.assertEqual(window["version"], 25)
+        now = self.history(workflow_id, "running")["present"]
+        arrivals = self.history(workflow_id)["present"][:10]  # the newest, in the window
+        self.assertTrue(set(window["throughout"]) <= set(start["present"]) & set(now))
+        self.assertTrue(set(start["present"]) | set(now) <= set(window["any"]))
+        # Every arrival joined the running listing, even if churn moved it on since.
+        self.assertTrue(set(arrivals) <= set(window["any"]))
+        self.assertFalse(set(arrivals) & set(window["throughout"]))
+        self.assertTrue(set(ids(pages[-1]["items"])) <= set(window["any"]))
+        self.assertTrue(all(run["status"] == "running" for p in pages for run in p["items"]))
+
+
+class HistoryTests(ServerTestCase):
+    def test_without_since_it_gives_the_version_and_the_present_ids_in_listing_order(self):
+        body = self.history(self.unique("wf_demo"), "failure")
+        self.assertEqual(sorted(body), ["present", "status", "version", "workflow"])
+        self.assertEqual((body["version"], body["status"]), (0, "failure"))
+        self.assertEqual(body["present"], ids(self.walk("wf_demo", status="failure")))
+        self.assertEqual(self.history("wf_demo")["present"], ids(self.walk("wf_demo")))
+
+    def test_throughout_and_any_are_exact_over_a_window(self):
+        # One event per request, so a history read after each request sees every version.
+        workflow_id = self.unique("wf_demo;churn=1")
+        start = self.history(workflow_id, "success")
+        snapshots = [set(start["present"])]
+        for offset in range(0, 40 * 10, 10):
+            self.page(workflow_id, status="success", limit=10, offset=offset)
+            snapshots.append(set(self.history(workflow_id, "success")["present"]))
+        window = self.history(workflow_id, "success", since=start["version"])
+        self.assertEqual(sorted(window),
+                         ["any", "since", "status", "throughout", "version", "workflow"])
+        self.assertEqual((window["since"], window["version"]), (0, 40))
+        self.assertEqual(set(window["throughout"]), set.intersection(*snapshots))
+        self.assertEqual(set(window["any"]), set.union(*snapshots))
+        self.assertLess(len(window["throughout"]), len(window["any"]))
+        order = {run_id: n for n, run_id in enumerate(self.history("wf_demo")["present"])}
+        self.assertEqual(window["any"], sorted(window["any"], key=order.get))
+        self.assertEqual(window["throughout"], sorted(window["throughout"], key=order.get))
+        # A later window starts from the state at its own version.
+        middle = self.history(workflow_id, "success", since=20)
+        self.assertEqual(set(middle["throughout"]), set.intersection(*snapshots[20:]))
+        self.assertEqual(set(middle["any"]), set.union(*snapshots[20:]))
+
+    def test_an_empty_window_has_throughout_equal_to_any_equal_to_present(self):
+        workflow_id = self.unique("wf_demo;churn=4;live=1")
+        self.page(workflow_id)
+        now = self.history(workflow_id, "waiting")
+        window = self.history(workflow_id, "waiting", since=now["version"])
+        self.assertEqual(window["throughout"], now["present"])
+        self.assertEqual(window["any"], now["present"])
+
+    def test_unfiltered_nobody_leaves_and_arrivals_join(self):
+        workflow_id = self.unique("wf_demo;churn=4;live=3")
+        start = self.history(workflow_id)
+        for _ in range(3):
+            self.page(workflow_id)
+        window = self.history(workflow_id, since=start["version"])
+        self.assertEqual(window["throughout"], start["present"])
+        self.assertEqual(len(window["any"]), 250 + 9)
+        self.assertEqual(window["any"], self.history(workflow_id)["present"])
+        self.assertEqual(window["any"][9:], start["present"])
+
+    def test_history_causes_no_events_and_is_not_logged(self):
+        workflow_id = self.unique("wf_demo;churn=4;live=3")
+        since = self.sandbox.last_seq()
+        for _ in range(3):
+            self.assertEqual(self.history(workflow_id, "success")["version"], 0)
+        self.assertEqual(self.sandbox.log(since), [])
+
+    def test_other_ids_have_their_own_versions(self):
+        workflow_id = self.unique("wf_demo;live=1")
+        self.page(workflow_id)
+        self.assertEqual(self.history(workflow_id)["version"], 1)
+        self.assertEqual(self.history(workflow_id + ";n=other")["version"], 0)
+
+    def test_bad_requests_answer_400_or_404(self):
+        cases = [
+            ("/_sandbox/history", 400, "missing workflow"),
+            (history_path("wf_nope"), 404, "workflow not found"),
+            (history_path("wf_demo;churn=x"), 400, 'invalid sandbox directive "churn=x"'),
+            (history_path("wf_demo", status="failed"), 400, 'invalid status "failed"'),
+            (history_path("wf_demo", since="x"), 400, 'invalid since "x"'),
+            (history_path(self.unique("wf_demo"), since=1), 400,
+             'invalid since "1": expected at most the current version 0'),
+        ]
+        for path, code, message in cases:
+            status, _, body = self.sandbox.get_json(path, token=None)
+            self.assertEqual(status, code, path)
+            self.assertIn(message, body["message"])
+
+
+class ChurnSeedTests(unittest.TestCase):
+    def answers(self, *args):
+        sandbox = Sandbox(*args)
+        self.addCleanup(sandbox.stop)
+        workflow_id = "wf_big;churn=7;live=2;jitter=30"
+        pages = []
+        for offset in (0, 100, 0, 300):
+            for status in (None, "success", "running"):
+                query = {"limit": 100, "offset": offset, **({"status": status} if status else {})}
+                pages.append(sandbox.get_json(runs_path(workflow_id, **query))[2]["data"])
+        jitters = [entry["jitter_ms"] for entry in sandbox.log()]
+        _, _, history = sandbox.get_json(history_path(workflow_id, "success", 0), token=None)
+        return pages, jitters, history
+
+    def test_the_same_seed_and_requests_give_the_same_answers_and_another_seed_others(self):
+        pages, jitters, history = self.answers()
+        self.assertEqual(self.answers("--seed", "2026"), (pages, jitters, history))
+        other_pages, other_jitters, other_history = self.answers("--seed", "7")
+        self.assertNotEqual(other_jitters, jitters)
+        self.assertNotEqual(other_history["any"], history["any"])
+
+
+class LiveStateTests(unittest.TestCase):
+    """The incremental per-status lists against a listing recomputed from scratch."""
+
+    def test_filtered_listings_stay_the_unfiltered_one_filtered_under_live_and_churn(self):
+        sys.path.insert(0, os.path.dirname(SERVER))
+        self.addCleanup(sys.path.remove, os.path.dirname(SERVER))
+        import server
+        factory = server.RunFactory("2026")
+        state = server.LiveState(factory, server.WORKFLOWS["wf_demo"], "wf_demo;x")
+        # First arrivals only (the lists are not built yet), then arrivals and churn.
+        for step in range(60):
+            state.advance(step % 3, step % 5 if step >= 10 else 0)
+            everything, _ = state.page(None, 0, 10_000)
+            self.assertEqual(len(everything), 250 + state.arrivals)
+            for status in STATUSES:
+                filtered, has_more = state.page(status, 0, 10_000)
+                self.assertEqual(filtered, [r for r in everything if r["status"] == status])
+                self.assertFalse(has_more)
+                middle, has_more = state.page(status, 3, 5)
+                self.assertEqual(middle, filtered[3:8])
+                self.assertEqual(has_more, len(filtered) > 8)
+        self.assertEqual(len(state.events),
+                         sum(s % 3 + (s % 5 if s >= 10 else 0) for s in range(60)))
+
+
 class LogTests(ServerTestCase):
     @classmethod
     def setUpClass(cls):
@@ -728,8 +1056,8 @@ class LogTests(ServerTestCase):
             headers={"User-Agent": "test/1"})
         [entry] = self.sandbox.log(since)
         self.assertEqual(sorted(entry), [
-            "auth", "connection", "fault", "headers", "method", "path", "query", "raw_path",
-            "request_id", "seq", "status", "ts", "workflow_id"])
+            "auth", "connection", "fault", "headers", "jitter_ms", "method", "path", "query",
+            "raw_path", "request_id", "seq", "status", "ts", "version", "workflow_id"])
         self.assertEqual(entry["seq"], since + 1)
         self.assertEqual(entry["method"], "GET")
         self.assertEqual(entry["raw_path"], "/v1/workflows/wf%5Fdemo/runs?limit=3&status=fail%75re")
@@ -741,6 +1069,7 @@ class LogTests(ServerTestCase):
         self.assertEqual((entry["auth"], entry["status"], entry["fault"]), ("valid", 200, None))
         self.assertEqual(entry["request_id"], headers["X-Request-Id"])
         self.assertTrue(before <= entry["ts"] <= time.time())
+        self.assertEqual((entry["version"], entry["jitter_ms"]), (0, None))  # no events, no jitter
 
     def test_the_token_never_appears_in_the_log(self):
         since = self.sandbox.last_seq()

@@ -109,6 +109,73 @@ describe("spec.support.sandbox", function()
     end)
   end)
 
+  describe("history", function()
+    local sb
+
+    lazy_setup(function()
+      sb = sandbox.start()
+    end)
+
+    lazy_teardown(function()
+      sb:stop()
+    end)
+
+    local function runs_path(workflow_id, query)
+      local encoded = workflow_id:gsub("[^%w%-%._~]", function(c)
+        return string.format("%%%02X", c:byte())
+      end)
+      return "/v1/workflows/" .. encoded .. "/runs?" .. query
+    end
+
+    local function as_set(ids)
+      local set = {}
+      for _, id in ipairs(ids) do
+        set[id] = true
+      end
+      return set
+    end
+
+    it("reads versions and who was in a filtered listing over a window", function()
+      local id = "wf_demo;churn=2;live=1;n=history-spec"
+      assert.are.equal(0, sb:version(id))
+      local before, version = sb:present(id, "success")
+      assert.are.equal(0, version)
+      assert.is_true(#before > 100)
+      for _, offset in ipairs({ 0, 100, 200 }) do
+        local query = "status=success&limit=100&offset=" .. offset
+        assert.are.equal(200, fetch_status(sb, runs_path(id, query)))
+      end
+      assert.are.equal(9, sb:version(id))
+      local throughout, after = sb:present_throughout(id, "success", 0)
+      local any = sb:present_any(id, "success", 0)
+      assert.are.equal(9, after)
+      assert.is_true(#throughout < #any)
+      local any_set, before_set = as_set(any), as_set(before)
+      for _, run_id in ipairs(throughout) do
+        assert.is_true(before_set[run_id] and any_set[run_id])
+      end
+      for _, run_id in ipairs(before) do
+        assert.is_true(any_set[run_id])
+      end
+      local window = sb:history(id, "success", 0)
+      assert.are.same({ "success", 0, 9 }, { window.status, window.since, window.version })
+      assert.are.same(throughout, window.throughout)
+      -- Unfiltered, nobody leaves: the three arrivals join.
+      local all = sb:present_any(id, nil, 0)
+      assert.are.equal(253, #all)
+      assert.are.equal(250, #sb:present_throughout(id, nil, 0))
+    end)
+
+    it("raises with the server's message", function()
+      local ok, err = pcall(sb.version, sb, "wf_nope")
+      assert.is_false(ok)
+      assert.matches("sandbox history: workflow not found", err)
+      ok, err = pcall(sb.present_any, sb, "wf_demo", "success", 5)
+      assert.is_false(ok)
+      assert.matches("expected at most the current version 0", err)
+    end)
+  end)
+
   describe("stop()", function()
     it("ends the server process and can be called again", function()
       local sb = sandbox.start()

@@ -19,6 +19,18 @@
 -- sb:log([since_seq])  -> array of log entries (doc/sandbox.md), JSON null as nil
 -- sb:last_seq()        -> seq of the newest entry, 0 when there is none
 -- sb:stop()            -> SIGTERM, up to 5 s, then SIGKILL; idempotent
+--
+-- The listing's history (GET /_sandbox/history, doc/sandbox.md). `workflow_id` is
+-- the whole id with its directives, as passed to the client; `status` nil means
+-- the unfiltered listing; `since` a version read earlier. Each raises on an error.
+-- sb:history(workflow_id, [status], [since]) -> the decoded answer: with since
+--                      {version, since, throughout = {ids}, any = {ids}}, else
+--                      {version, present = {ids}}; ids in listing order
+-- sb:version(workflow_id)                        -> events so far for that id
+-- sb:present(workflow_id, [status])              -> {ids} now, version
+-- sb:present_throughout(workflow_id, status, since) -> {ids} in the listing from
+--                      version `since` until now without a break, version
+-- sb:present_any(workflow_id, status, since)     -> {ids} in it at any moment, version
 
 local cjson = require "cjson"
 
@@ -201,6 +213,78 @@ function Sandbox:last_seq()
   local entries = self:log()
   local newest = entries[#entries]
   return newest and newest.seq or 0
+end
+
+-- One GET of a /_sandbox/ endpoint through the server's own interpreter, so that
+-- the helper needs no HTTP library; prints the body, exits 2 on an HTTP error.
+local FETCH = [[
+import ssl, sys, urllib.error, urllib.request
+url, cafile = sys.argv[1], sys.argv[2] or None
+context = ssl.create_default_context(cafile=cafile) if cafile else None
+try:
+    with urllib.request.urlopen(url, context=context, timeout=30) as answer:
+        body, code = answer.read(), 0
+except urllib.error.HTTPError as error:
+    body, code = error.read(), 2
+sys.stdout.write(body.decode("utf-8"))
+sys.exit(code)
+]]
+
+local function url_encode(text)
+  return (tostring(text):gsub("[^%w%-%._~]", function(c)
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
+function Sandbox:history(workflow_id, status, since)
+  local query = { "workflow=" .. url_encode(workflow_id) }
+  if status ~= nil then
+    query[#query + 1] = "status=" .. url_encode(status)
+  end
+  if since ~= nil then
+    query[#query + 1] = string.format("since=%d", since)
+  end
+  local url = self.url .. "/_sandbox/history?" .. table.concat(query, "&")
+  local pipe = assert(io.popen(table.concat({
+    "python3 -c", shell_quote(FETCH), shell_quote(url), shell_quote(self.cert or ""),
+  }, " ")))
+  local output = pipe:read("*a")
+  local ok = pipe:close()
+  local decoded_ok, body = pcall(cjson.decode, output)
+  if not decoded_ok or type(body) ~= "table" then
+    error("sandbox history: unreadable answer: " .. output, 2)
+  end
+  body = without_nulls(body)
+  if not ok or body.code then
+    error("sandbox history: " .. tostring(body.message), 2)
+  end
+  for _, field in ipairs({ "version", "since" }) do
+    if tointeger and body[field] then
+      body[field] = tointeger(body[field])
+    end
+  end
+  return body
+end
+
+function Sandbox:version(workflow_id)
+  return self:history(workflow_id).version
+end
+
+function Sandbox:present(workflow_id, status)
+  local body = self:history(workflow_id, status)
+  return body.present, body.version
+end
+
+function Sandbox:present_throughout(workflow_id, status, since)
+  assert(since ~= nil, "present_throughout: since is required")
+  local body = self:history(workflow_id, status, since)
+  return body.throughout, body.version
+end
+
+function Sandbox:present_any(workflow_id, status, since)
+  assert(since ~= nil, "present_any: since is required")
+  local body = self:history(workflow_id, status, since)
+  return body.any, body.version
 end
 
 function Sandbox:stop()
