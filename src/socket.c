@@ -226,9 +226,11 @@ static int session_changes(lua_State *L) {
 static int session_close_removed(lua_State *L) {
   wf_session *s = check_socket_session(L, 1);
   size_t i, n = s->closable;
-  for (i = 0; i < n; i++) close(s->closing[i]);
-  memmove(s->closing, s->closing + n, (s->closing_count - n) * sizeof *s->closing);
-  s->closing_count -= n;
+  if (n > 0) {
+    for (i = 0; i < n; i++) close(s->closing[i]);
+    memmove(s->closing, s->closing + n, (s->closing_count - n) * sizeof *s->closing);
+    s->closing_count -= n;
+  }
   s->closable = 0;
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
