@@ -9,7 +9,7 @@
 local errors = require "workflows.errors"
 
 local setmetatable, type, tostring, pcall = setmetatable, type, tostring, pcall
-local rawget, next, error = rawget, next, error
+local rawget, next, error, ipairs = rawget, next, error, ipairs
 local create, resume, running, status = coroutine.create, coroutine.resume,
   coroutine.running, coroutine.status
 local yield, close_coroutine = coroutine.yield, coroutine.close  -- close: Lua 5.4 only
@@ -17,6 +17,11 @@ local find, format = string.find, string.format
 local io = io
 
 local M = {}
+
+-- How long a task may run on (with answers that are already in) before it lets
+-- the loop turn: a page's decoding takes about a millisecond, so the host's
+-- timers and input wait at most about this plus one page.
+local HOLD_NS = 2e6
 
 -- PUC Lua 5.1 cannot yield from inside a for-loop's iterator or across pcall.
 local FOR_LOOP_ON_LUA51 = "a task cannot wait inside a for loop's iterator or across pcall on "
@@ -71,6 +76,8 @@ require "luv"). A task's private state:
   quiet       it was cancelled: a failure that nobody is told about is not news
   state       "pending" (spawned, not yet run), "running", "sleeping", "done"
   timer       its loop timer, made on first sleep, closed when it ends
+  idle        its idle handle, made on first pass, closed when it ends
+  resumed_at  loop.hrtime() when it was last resumed
   wake_queued a resume is scheduled and not yet run ]]
 function M.registry(ctx)
   local by_coroutine = setmetatable({}, { __mode = "k" })
@@ -88,10 +95,13 @@ function M.registry(ctx)
     if s.state == "done" then return end
     s.state = "done"
     live[task] = nil
-    if s.timer then
-      s.timer:stop()
-      s.timer:close()
-      s.timer = nil
+    for _, name in ipairs { "timer", "idle" } do
+      local handle = s[name]
+      if handle then
+        handle:stop()
+        handle:close()
+        s[name] = nil
+      end
     end
     release_owned(task)
     -- Forget the coroutine and the callbacks: on Lua 5.1 and LuaJIT, whose weak
@@ -133,6 +143,7 @@ function M.registry(ctx)
     s.wake_queued = false
     if s.state ~= "pending" and s.state ~= "sleeping" then return end
     s.state = "running"
+    s.resumed_at = ctx.loop.hrtime()
     local co = s.co
     return resumed(task, s, co, resume(co))
   end
@@ -192,6 +203,33 @@ function M.registry(ctx)
   end
 
   registry.wake = wake
+
+  -- Yields the running task for one turn of the loop: timers, sockets and the
+  -- host's other work run, and the task goes on right after, with no timer's
+  -- millisecond lost. Only from the task itself.
+  function registry.pass(task)
+    local s = state_of[task]
+    while s.state == "done" do yield() end
+    local idle = s.idle
+    if not idle then
+      idle = ctx.loop.new_idle()
+      s.idle = idle
+    end
+    idle:start(function()
+      idle:stop()
+      wake(task)
+    end)
+    s.state = "sleeping"
+    yield()
+    while s.state == "done" do yield() end
+    idle:stop()
+  end
+
+  -- true once the running task has held the loop for HOLD_NS since it was resumed:
+  -- time to pass, even though it could go on.
+  function registry.held_long(task)
+    return ctx.loop.hrtime() - state_of[task].resumed_at >= HOLD_NS
+  end
 
   local function cancel(task, err)
     local s = state_of[task]

@@ -126,7 +126,19 @@ local function session_of(self)
   return session
 end
 
+-- A task that has held the loop for a while lets it turn before it goes on.
+-- Answers already in (a fast server, prefetched pages) would otherwise carry a walk
+-- from page to page without a single wait, and the host's timers and input would
+-- wait for the whole walk. Every page of a walk starts a request, and the pager
+-- flushes as it goes: both come here.
+local function let_the_loop_turn(self)
+  local tasks = self.ctx.tasks
+  local task = tasks.running()
+  if task and tasks.held_long(task) then tasks.pass(task) end
+end
+
 function Transport:start(request)
+  let_the_loop_turn(self)
   local attempt = session_of(self):start(request)
   self.owners[attempt] = self.ctx.tasks.running()
   self.unsent = true
@@ -140,6 +152,7 @@ function Transport:flush()
     self.unsent = false
     self:act(self.session.timer_expired)
   end
+  let_the_loop_turn(self)
 end
 
 function Transport:wait(seconds)
