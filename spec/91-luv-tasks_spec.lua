@@ -298,6 +298,35 @@ describe_luv("tasks on standalone luv (" .. _VERSION .. ")", function()
     end)
   end)
 
+  describe("a task whose answers are already in", function()
+    it("still lets the loop turn while it works through them", function()
+      local client = client_with { prefetch = 8 }
+      local ticker = loop.ticker()
+      local ticks_at = {}                    -- page number -> ticks when it was taken
+      local returned = in_task(client, function()
+        local next_page = client:pages("wf_demo", { limit = 10 })
+        local pages = 0
+        while true do
+          local page = next_page()
+          if page == nil then break end
+          pages = pages + 1
+          ticks_at[pages] = ticker.ticks
+          if pages == 1 then
+            -- a wait of its own, during which the 8 pages prefetched come in
+            assert(client:list_runs("wf_demo;latency=300", { limit = 1 }))
+          end
+          local until_ns = uv.hrtime() + 1e6   -- a slow consumer: 1 ms a page
+          while uv.hrtime() < until_ns do end
+        end
+        return pages
+      end)
+      ticker.stop()
+      assert.equal(25, returned[1])
+      -- pages 2 to 9 were in hand: 8 ms of work with no wait, yet the timer ran
+      assert.is_true(ticks_at[9] - ticks_at[2] >= 2, "ticks at each page: " .. table.concat(ticks_at, " "))
+    end)
+  end)
+
   describe("retries, deadlines and faults", function()
     it("waits out a Retry-After without blocking the loop, then returns the page", function()
       local expected = assert(blocking_client():list_runs("wf_demo", { limit = 3 }))
