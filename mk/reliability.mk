@@ -4,6 +4,8 @@
 #   make test-asan                 the busted suite (lua5.4) on a core built with
 #                                  AddressSanitizer and UndefinedBehaviorSanitizer
 #   make valgrind                  memcheck of a walk, error paths and broken-off walks
+#   make valgrind-core             memcheck of the core's own specs (socket mode driven
+#                                  by luv, core.response_outcome)
 #   make fuzz FUZZ_SECONDS=60      libFuzzer over the response path for that long
 #
 # Each ends with one line "N passed, M failed" and exits non-zero when M > 0.
@@ -22,7 +24,11 @@ FUZZER        = build/fuzz/response_fuzzer
 LUA54_CFLAGS  = $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
 LUA54_LIBS    = $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null || echo -llua5.4)
 
-.PHONY: setup-reliability test-asan valgrind fuzz fuzzer
+# Specs of the C core that valgrind-core runs (busted under memcheck; children such as
+# the sandbox run outside it).
+VALGRIND_CORE_SPECS = spec/22-core-sockets_spec.lua spec/23-core-response-outcome_spec.lua
+
+.PHONY: setup-reliability test-asan valgrind valgrind-core fuzz fuzzer
 
 setup-reliability:
 	@sh tools/setup.sh $(PACKAGES) $(RELIABILITY_PACKAGES)
@@ -47,6 +53,26 @@ test-asan: setup-reliability $(ASAN_CORE)
 valgrind: setup-reliability
 	@$(MAKE) -s LUA=lua5.4 all
 	@sh tools/valgrind-check.sh
+
+# Passes when busted reports no failure, memcheck no error and 0 bytes definitely lost.
+valgrind-core: setup-reliability
+	@$(MAKE) -s LUA=lua5.4 all
+	@log=$$(mktemp); out=$$(mktemp); \
+	valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite \
+	    --errors-for-leak-kinds=definite --error-exitcode=99 --num-callers=30 \
+	    --suppressions=tools/valgrind.supp --log-file="$$log" \
+	    lua5.4 /usr/bin/busted -o plainTerminal $(VALGRIND_CORE_SPECS) >"$$out" 2>&1; \
+	status=$$?; tail -n 20 "$$out"; \
+	summary=$$(grep -E '^[0-9]+ successes? / ' "$$out" | tail -n 1 | sed 's/[^0-9 ]//g'); \
+	lost=$$(sed -n 's/.*definitely lost: \([0-9,]*\) bytes.*/\1/p' "$$log" | tr -d ,); \
+	errors=$$(sed -n 's/.*ERROR SUMMARY: \([0-9,]*\) errors.*/\1/p' "$$log" | tr -d ,); \
+	[ -z "$$lost" ] && grep -q 'All heap blocks were freed' "$$log" && lost=0; \
+	grep -B 2 -A 25 -E 'Invalid|uninitialised|definitely lost in' "$$log" | head -n 80; \
+	echo "valgrind-core: $${lost:-?} bytes definitely lost, $${errors:-?} errors (exit $$status)"; \
+	set -- $$summary 0 1 0 0; passed=$$1; failed=$$(($$2 + $$3 + $$4)); \
+	[ "$${lost:-x}" = 0 ] && passed=$$((passed + 1)) || failed=$$((failed + 1)); \
+	[ "$${errors:-x}" = 0 ] && [ $$status -ne 99 ] && passed=$$((passed + 1)) || failed=$$((failed + 1)); \
+	rm -f "$$log" "$$out"; echo "$$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
 fuzz: setup-reliability
 	@$(MAKE) -s $(FUZZER)

@@ -200,7 +200,8 @@ static int session_timer_expired(lua_State *L) {
 ** The descriptors queued for closing so far become closable by close_removed().
 */
 static int session_changes(lua_State *L) {
-  static const char *const whats[] = { "none", "r", "w", "rw", "remove" };
+  /* CURL_POLL_NONE (never sent by libcurl 7.88) asks to watch nothing: "remove" too */
+  static const char *const whats[] = { "remove", "r", "w", "rw", "remove" };
   wf_session *s = check_socket_session(L, 1);
   size_t i;
   lua_createtable(L, (int)(s->change_count * 2), 0);

@@ -140,17 +140,18 @@ function Client:list_runs(id, given, callback)
     return nil, errors.invalid_argument(format("callback must be a function (got %s)",
       options.describe(callback)))
   end
-  return ctx.tasks.spawn(function() return list_page(ctx, id, given) end, nil, callback)
+  return ctx.tasks.spawn(self, function() callback(list_page(ctx, id, given)) end)
 end
 
 -- A for-loop's iterator, state, control and closing value, for runs and pages.
-local function iterate(ctx, mode, id, given)
+local function iterate(client, ctx, mode, id, given)
   if ctx.closed then misuse(CLOSED) end
   local call, problem = options.walk_call(id, given)
   if not call then misuse(problem) end
   if ctx.token_problem then misuse(ctx.token_problem) end
   local config = ctx.config
   local iterator, walk = pager.walk {
+    client = client,
     ctx = ctx,
     url_of = function(offset, limit)
       return request.runs_url(config.base_url, id,
@@ -161,6 +162,7 @@ local function iterate(ctx, mode, id, given)
     offset = call.offset or 0,
     max = call.max,
     prefetch = config.prefetch,
+    prefetch_cap = config.prefetch == "auto" and config.prefetch_cap or config.prefetch,
     page_deadline = config.deadline,
     deadline_at = call.deadline and core.now() + call.deadline,
   }
@@ -169,12 +171,12 @@ end
 
 -- for run in client:runs(id, opts) do ... end
 function Client:runs(id, given)
-  return iterate(context_or_raise(self, "runs"), "runs", id, given)
+  return iterate(self, context_or_raise(self, "runs"), "runs", id, given)
 end
 
 -- for page in client:pages(id, opts) do ... end
 function Client:pages(id, given)
-  return iterate(context_or_raise(self, "pages"), "pages", id, given)
+  return iterate(self, context_or_raise(self, "pages"), "pages", id, given)
 end
 
 -- Runs `body` as a task on the client's loop: every wait inside it yields to the
@@ -191,7 +193,7 @@ function Client:spawn(body, on_done)
   if not ctx.loop then
     misuse("client:spawn needs a loop: workflows.new { loop = vim.uv or vim.loop or require \"luv\" }")
   end
-  return ctx.tasks.spawn(body, on_done)
+  return ctx.tasks.spawn(self, body, on_done)
 end
 
 -- Transfers in flight on this client's connections, from every call and walk.

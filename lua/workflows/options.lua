@@ -17,7 +17,8 @@ local DEFAULTS = {
   timeout = 30,
   connect_timeout = 10,
   max_retries = 2,
-  prefetch = 2,
+  prefetch = "auto",
+  prefetch_cap = 8,
   max_body_bytes = 32 * 1024 * 1024,
   walk_limit = 100,       -- page size of runs/pages when no limit is given
 }
@@ -91,7 +92,8 @@ local function is_integer(v) return is_finite(v) and floor(v) == v end
 local function positive_number(v) return is_finite(v) and v > 0 end
 local function non_negative_integer(v) return is_integer(v) and v >= 0 end
 local function positive_integer(v) return is_integer(v) and v >= 1 end
-local function prefetch_count(v) return non_negative_integer(v) and v <= 64 end
+local function prefetch_count(v) return v == "auto" or (non_negative_integer(v) and v <= 64) end
+local function prefetch_cap(v) return positive_integer(v) and v <= 64 end
 local function page_size(v) return is_integer(v) and v >= 1 and v <= 100 end
 local function non_empty_string(v) return type(v) == "string" and v ~= "" end
 -- Header values with CR or LF in them could smuggle in headers of their own.
@@ -120,7 +122,8 @@ local TIMEOUT = { "timeout", positive_number, "a positive number" }
 local CONNECT_TIMEOUT = { "connect_timeout", positive_number, "a positive number" }
 local MAX_RETRIES = { "max_retries", non_negative_integer, "a non-negative integer" }
 local DEADLINE = { "deadline", positive_number, "a positive number" }
-local PREFETCH = { "prefetch", prefetch_count, "an integer in 0..64" }
+local PREFETCH = { "prefetch", prefetch_count, 'an integer in 0..64 or "auto"' }
+local PREFETCH_CAP = { "prefetch_cap", prefetch_cap, "an integer in 1..64" }
 local USER_AGENT = { "user_agent", user_agent, "a non-empty string without control characters" }
 -- The luv module: what vim.uv, vim.loop and require "luv" return.
 local function luv_module(v)
@@ -147,7 +150,7 @@ local OFFSET = { "offset", offset_value, "a non-negative integer", problem = off
 local MAX = { "max", positive_integer, "a positive integer" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
-  PREFETCH, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP }
+  PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 

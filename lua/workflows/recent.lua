@@ -1,6 +1,7 @@
--- A set that remembers only the last `capacity` ids added to it: enough to
--- recognise a run that a shifting listing shows again, without keeping every id
--- of a long walk.
+-- A map that remembers only the last `capacity` ids added to it, each with the
+-- number it was added under: enough to recognise a run that a shifting listing
+-- shows again, and to tell how far back it was handed out, without keeping
+-- every id of a long walk.
 
 local setmetatable = setmetatable
 
@@ -10,32 +11,25 @@ local Recent = {}
 Recent.__index = Recent
 
 function M.new(capacity)
-  return setmetatable({ capacity = capacity, ring = {}, slot = 1, members = {}, size = 0 }, Recent)
+  return setmetatable({ capacity = capacity, ring = {}, slot = 1, numbers = {} }, Recent)
 end
 
-function Recent:contains(id)
-  return self.members[id] == true
-end
-
--- Adds `id`, forgetting the oldest one when full. Returns false when `id` was
--- already there (and then changes nothing).
-function Recent:add(id)
-  local members = self.members
-  if members[id] then return false end
+-- Adds `id` under `number`, forgetting the oldest id when full. Returns false
+-- when `id` was already there (and then changes nothing).
+function Recent:add(id, number)
+  local numbers = self.numbers
+  if numbers[id] then return false end
   local ring, slot = self.ring, self.slot
   local oldest = ring[slot]
-  if oldest ~= nil then
-    members[oldest] = nil
-  else
-    self.size = self.size + 1
-  end
-  ring[slot], members[id] = id, true
+  if oldest ~= nil then numbers[oldest] = nil end
+  ring[slot], numbers[id] = id, number
   self.slot = slot % self.capacity + 1
   return true
 end
 
-function Recent:count()
-  return self.size
+-- The number `id` was added under, or nil when it is not (or no longer) here.
+function Recent:number(id)
+  return self.numbers[id]
 end
 
 return M

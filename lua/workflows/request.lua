@@ -21,6 +21,8 @@ local M = {}
   attempts      requests made so far
   attempt       the attempt in flight, or nil
   clipped       that attempt's timeout was cut to what the deadline left
+  elapsed       seconds the last attempt took, from request to answer
+  pushed_back   an attempt failed with 429, 503 or a Retry-After
   retry_at      core.now() time the next attempt is due, while backing off
   finished      true once `page` or `err` is set, or the job was stopped
   page, err     the outcome
@@ -83,6 +85,7 @@ local function collect(job, t)
   local outcome = attempt:result()
   attempt:release()  -- hands its handle back to the pool now rather than at collection
   job.attempt = nil
+  job.elapsed = outcome.elapsed
   if job.ctx.debug then log_attempt(job, outcome) end
   if outcome.ok then return finish(job, outcome.page) end
   if outcome.kind == "timeout" and job.clipped then
@@ -99,7 +102,9 @@ local function collect(job, t)
       errors.seconds(wait), job.attempts + 1, last), job.attempts))
   end
   job.retry_at = t + wait
-  job.backed_off = outcome  -- read by the pager's window (workflows.pager)
+  if outcome.status == 429 or outcome.status == 503 or outcome.retry_after then
+    job.pushed_back = true  -- the server asked to slow down: the walk's window halves
+  end
 end
 
 -- Moves `job` on at time `t`: collects a finished attempt, starts a due one.

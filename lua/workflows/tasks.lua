@@ -70,6 +70,7 @@ end
 --[[ The tasks of one client. `ctx.loop` is the luv module (vim.uv, vim.loop or
 require "luv"). A task's private state:
   co          its coroutine
+  client      the client, kept alive while the task runs (it closes when collected)
   on_done     called once with (true) or (false, err) when it ends
   on_result   called once with what the body returned, or (nil, err) when it
               failed or was cancelled (the callback form of list_runs)
@@ -104,11 +105,11 @@ function M.registry(ctx)
       end
     end
     release_owned(task)
-    -- Forget the coroutine and the callbacks: on Lua 5.1 and LuaJIT, whose weak
+    -- Forget the coroutine, the callbacks and the client: on Lua 5.1 and LuaJIT, whose weak
     -- tables have no ephemerons, a state that leads back to its task (a body that
     -- calls task:cancel()) would keep both alive for good.
     local on_result, on_done = s.on_result, s.on_done
-    s.co, s.on_result, s.on_done = nil, nil, nil
+    s.co, s.on_result, s.on_done, s.client = nil, nil, nil, nil
     local told = false
     if on_result then
       told = true
@@ -155,12 +156,13 @@ function M.registry(ctx)
     schedule(function() step(task) end)
   end
 
+  -- `client` is kept alive while the task runs: it closes when collected.
   -- Without a loop (the callback form of list_runs on a client made without
   -- one), the body runs now, blocking, and the task has ended on return.
-  function registry.spawn(body, on_done, on_result)
+  function registry.spawn(client, body, on_done, on_result)
     local task = setmetatable({}, Task)
     local s = { on_done = on_done, on_result = on_result, state = "pending",
-      wake_queued = false, registry = registry }
+      wake_queued = false, registry = registry, client = client }
     state_of[task] = s
     live[task] = true
     if not ctx.loop then

@@ -61,18 +61,22 @@ function M.current(ctx)
   return blocking
 end
 
--- Returns `job` once it has finished, moving every job of `jobs` (which holds
--- `job`) along meanwhile, so that one job's backoff never stalls the others.
+-- Returns once `job` has finished, moving every job of `jobs` (which holds `job`)
+-- along meanwhile, so that one job's backoff never stalls the others. Returns
+-- the seconds spent waiting on the transport.
 function M.await(job, jobs)
   local transport = job.transport
+  local waited = 0
   while true do
     local t = now()
     local due = request.advance(jobs, t)
-    if job.finished then return job end
+    if job.finished then return waited end
     local wait = LONGEST_WAIT
     if due and due - t < wait then wait = due - t end
     if wait < 0 then wait = 0 end
+    local before = now()
     transport:wait(wait)
+    waited = waited + (now() - before)
   end
 end
 
