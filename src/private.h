@@ -68,7 +68,7 @@ typedef struct wf_session {
   /* descriptors libcurl closed, held open until session:close_removed() */
   curl_socket_t *closing;
   size_t closing_count, closing_cap;
-  size_t closable;               /* the first `closable` of them were queued before the last changes() */
+  size_t closable;               /* how many of them were queued before the last changes() */
   size_t open_sockets;           /* opened through the open callback, not yet closed */
 } wf_session;
 
