@@ -7,7 +7,8 @@
 --
 -- SAMPLES lines: "latency<TAB>mode<TAB>prefetch<TAB>runs<TAB>wall_ms<TAB>ticks<TAB>
 -- longest_gap_ms<TAB>p99_gap_ms<TAB>schedules<TAB>longest_act_ms<TAB>p99_act_ms<TAB>
--- longest_resume_ms<TAB>p99_resume_ms" (bench/nvim_walk.lua), "-<TAB>schedule<TAB>hop_us
+-- longest_resume_ms<TAB>p99_resume_ms<TAB>longest_act_cpu_ms<TAB>longest_resume_cpu_ms<TAB>
+-- p99_resume_cpu_ms" (bench/nvim_walk.lua), "-<TAB>schedule<TAB>hop_us
 -- <TAB>median_ms<TAB>p99_ms<TAB>max_ms<TAB>n", and "meta<TAB>key<TAB>value".
 local format, concat, sort = string.format, table.concat, table.sort
 
@@ -50,7 +51,7 @@ local function thousands(n)
 end
 
 local COLUMNS = { "wall", "ticks", "gap", "p99", "schedules", "act", "act_p99", "resume",
-  "resume_p99" }
+  "resume_p99", "act_cpu", "resume_cpu", "resume_cpu_p99" }
 
 local function read(path)
   local rows, order, meta, schedule = {}, {}, {}, {}
@@ -61,7 +62,7 @@ local function read(path)
     elseif f[2] == "schedule" then
       schedule[#schedule + 1] = { hop = tonumber(f[3]), median = tonumber(f[4]),
         p99 = tonumber(f[5]), max = tonumber(f[6]) }
-    elseif #f >= 13 then
+    elseif #f >= 16 then
       local key = concat({ f[1], f[2], f[3] }, "|")
       local row = rows[key]
       if not row then
@@ -136,10 +137,10 @@ function M.section(path)
     "alone does to a 1 ms timer. Figures are medians over the runs (in brackets: the worst",
     "run). *act*: one call of the libuv transport into libcurl from a loop callback (reading,",
     "inflating and decoding a page happen there); *resume*: one `vim.schedule` callback that",
-    "runs the task's body up to its next wait. Both are wall times, and so include any",
-    "time the process was not on a CPU.", "",
+    "runs the task's body up to its next wait: the longest of each, as wall time and as",
+    "CPU time (`os.clock`, which leaves out the time the process waited for a CPU).", "",
     "| latency | walk | prefetch | wall | longest gap | p99 gap | ticks | resumes | longest act "
-      .. "| longest resume |",
+      .. "(CPU) | longest resume (CPU) |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   }
   for _, row in ipairs(order) do
@@ -149,8 +150,9 @@ function M.section(path)
       walking and (ms(median(row.wall), 0) .. " ms") or "–",
       ms(median(row.gap), 1), ms(worst(row.gap), 1), ms(median(row.p99), 2), ms(worst(row.p99), 2),
       thousands(median(row.ticks)), row.mode == "task" and thousands(median(row.schedules)) or "–",
-      row.mode == "task" and (ms(median(row.act), 2) .. " ms") or "–",
-      row.mode == "task" and (ms(median(row.resume), 2) .. " ms") or "–")
+      row.mode == "task" and format("%s ms (%s)", ms(median(row.act), 2), ms(median(row.act_cpu), 2)) or "–",
+      row.mode == "task" and format("%s ms (%s)", ms(median(row.resume), 2),
+        ms(median(row.resume_cpu), 2)) or "–")
   end
   out[#out + 1] = ""
   if #schedule > 0 then

@@ -5,11 +5,14 @@
 --
 --   mode  prefetch  runs  wall_ms  ticks  longest_gap_ms  p99_gap_ms  schedules
 --   longest_act_ms  p99_act_ms  longest_resume_ms  p99_resume_ms
+--   longest_act_cpu_ms  longest_resume_cpu_ms  p99_resume_cpu_ms
 --
 -- An "act" is one call of the libuv transport into libcurl from a loop callback
 -- (a socket event or libcurl's timer: reading, inflating and decoding a page that
 -- completes); a "resume" is one vim.schedule callback that runs a task's body
--- until its next wait. The loop can do nothing else during either.
+-- until its next wait. The loop can do nothing else during either. The *_cpu_
+-- figures are the same spans in CPU time (os.clock), which leaves out the time
+-- the process waited for a CPU on a busy machine.
 --
 -- WF_MODE "blocking": the walk runs in one go from the main loop (what every call
 -- did before tasks). "task": the walk runs in client:spawn, resumed through
@@ -86,14 +89,16 @@ end
 -- Counts and times the hops through vim.schedule that the tasks make (tasks.lua
 -- takes vim.schedule when the client's first task starts), and times the
 -- transport's calls into libcurl.
-local schedules, resumes, acts = 0, {}, {}
+local schedules, resumes, acts, resume_cpu, act_cpu = 0, {}, {}, {}, {}
+local clock = os.clock
 local schedule = vim.schedule
 vim.schedule = function(fn)
   schedules = schedules + 1
   return schedule(function()
-    local t0 = uv.hrtime()
+    local t0, c0 = uv.hrtime(), clock()
     fn()
     resumes[#resumes + 1] = (uv.hrtime() - t0) / 1e6
+    resume_cpu[#resume_cpu + 1] = (clock() - c0) * 1e3
   end)
 end
 local uv_transport = require "workflows.transport.uv"
@@ -104,9 +109,10 @@ uv_transport.new = function(ctx)
   if not methods.timed then
     local act = methods.act
     methods.act = function(self, ...)
-      local t0 = uv.hrtime()
+      local t0, c0 = uv.hrtime(), clock()
       act(self, ...)
       acts[#acts + 1] = (uv.hrtime() - t0) / 1e6
+      act_cpu[#act_cpu + 1] = (clock() - c0) * 1e3
     end
     methods.timed = true
   end
@@ -151,9 +157,11 @@ local function finish(started, runs)
   client:close()
   local act_max, act_p99 = longest_and_p99(acts)
   local resume_max, resume_p99 = longest_and_p99(resumes)
+  local act_cpu_max = longest_and_p99(act_cpu)
+  local resume_cpu_max, resume_cpu_p99 = longest_and_p99(resume_cpu)
   write { mode, prefetch, runs, string.format("%.1f", (ended - started) / 1e6), #gaps,
     string.format("%.3f", longest), string.format("%.3f", p99), schedules,
-    act_max, act_p99, resume_max, resume_p99 }
+    act_max, act_p99, resume_max, resume_p99, act_cpu_max, resume_cpu_max, resume_cpu_p99 }
   vim.cmd "qa!"
 end
 
@@ -166,7 +174,7 @@ vim.schedule(function()
   end)
   -- let the ticker settle into its rhythm before the walk
   vim.defer_fn(function()
-    schedules, resumes, acts = 0, {}, {}
+    schedules, resumes, acts, resume_cpu, act_cpu = 0, {}, {}, {}, {}
     local started = uv.hrtime()
     if os.getenv "WF_NOGC" then collectgarbage "stop" end
     if mode == "idle" then
