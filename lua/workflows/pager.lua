@@ -111,6 +111,7 @@ local function fill(walk, count)
     -- a page planned on the anchor tells how far the anchor moved; one planned
     -- by a search does not
     job.offset, job.drift, job.anchored = walk.planned, walk.drift, walk.anchored
+    job.window = walk.window:size()
     queue[#queue + 1] = job
     walk.planned = walk.planned + walk.step + walk.drift
     started = started + 1

@@ -23,6 +23,7 @@ local M = {}
   clipped       that attempt's timeout was cut to what the deadline left
   elapsed       seconds the last attempt took, from request to answer
   pushed_back   an attempt failed with 429, 503 or a Retry-After
+  window        the prefetch window of the walk it belongs to, for the debug line
   retry_at      core.now() time the next attempt is due, while backing off
   finished      true once `page` or `err` is set, or the job was stopped
   page, err     the outcome
@@ -77,6 +78,7 @@ local function log_attempt(job, outcome)
   local line = format("workflows: GET %s -> %s %dms attempt %d", job.url, result,
     floor((outcome.elapsed or 0) * 1000 + 0.5), job.attempts)
   if request_id then line = line .. " request " .. request_id end
+  if job.window then line = line .. " window " .. job.window end
   io.stderr:write(errors.without_secret(line, job.ctx.config.token), "\n")
 end
 
