@@ -131,7 +131,7 @@ describe_luv("tasks on standalone luv (" .. _VERSION .. ")", function()
   end)
 
   describe("client:runs() and client:pages() in a task", function()
-    for _, prefetch in ipairs { 0, 3, 8 } do
+    for _, prefetch in ipairs { 0, 3, 8, "auto" } do
       it("walks the runs the blocking walk walks (prefetch " .. prefetch .. ")", function()
         local expected = drain(blocking_client { prefetch = prefetch }:runs("wf_demo", { limit = 40 }))
         local client = client_with { prefetch = prefetch }

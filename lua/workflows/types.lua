@@ -19,7 +19,8 @@
 ---@field connect_timeout? number seconds to connect (default 10)
 ---@field max_retries? integer extra attempts after a retryable failure (default 2)
 ---@field deadline? number seconds for one call with all its retries; nil: none
----@field prefetch? integer pages requested ahead while iterating
+---@field prefetch? integer|"auto" pages requested ahead while iterating: "auto" (default) sizes the window itself, 0 turns it off
+---@field prefetch_cap? integer the most pages "auto" keeps ahead (default 8)
 ---@field loop? workflows.Loop calls inside `client:spawn` tasks then never block it
 ---@field user_agent? string default "lua-workflows/<VERSION> libcurl/<version>"
 ---@field ca_file? string PEM bundle of a private CA
