@@ -22,6 +22,9 @@ M.uv = ok and uv or nil
 -- `seconds`, and then this raises (the test fails instead of hanging).
 function M.run_until(finished, seconds)
   local timed_out = false
+  -- The loop's clock moves only while it runs: after a while without running
+  -- (an earlier spec), a timer started now would be due at once.
+  uv.update_time()
   local safety = uv.new_timer()
   safety:start(math.floor(seconds * 1000), 0, function()
     timed_out = true
@@ -42,6 +45,7 @@ end
 -- that it stays quiet.
 function M.run_for(seconds)
   local over = false
+  uv.update_time()
   local timer = uv.new_timer()
   timer:start(math.floor(seconds * 1000), 0, function() over = true end)
   while not over do uv.run("once") end
@@ -89,6 +93,7 @@ end
 -- while a task waited. Stop it with :stop(), which closes it.
 function M.ticker()
   local ticker = { ticks = 0 }
+  uv.update_time()
   local timer = uv.new_timer()
   timer:start(1, 1, function() ticker.ticks = ticker.ticks + 1 end)
   function ticker.stop()
