@@ -27,6 +27,7 @@ function M.new(ctx)
     timer = nil,            -- libcurl's timer
     watchers = {},          -- fd -> poll handle: keyed by socket, as connections are reused
     owners = setmetatable({}, { __mode = "k" }),   -- attempt -> the task that started it
+    decoded = setmetatable({}, { __mode = "k" }),  -- attempt -> true once its outcome is built
     waiting = {},           -- task -> true while it sleeps in wait()
     completions = 0,        -- attempts finished so far
     seen = setmetatable({}, { __mode = "k" }),     -- task -> completions when it last woke
@@ -100,6 +101,20 @@ local function settle(self)
   end
 end
 
+-- Builds the outcome of every attempt that has finished (attempt:result() decodes
+-- the body the first time, and keeps the table). Done here, one or two pages at a
+-- time as they finish, rather than by the task, which would decode every page
+-- that finished meanwhile in one go and hold the loop for as many milliseconds.
+local function decode_finished(self)
+  local decoded = self.decoded
+  for attempt in pairs(self.owners) do
+    if not decoded[attempt] and attempt:done() then
+      decoded[attempt] = true
+      pcall(attempt.result, attempt)  -- a released attempt has none: nothing to do
+    end
+  end
+end
+
 -- Calls `action(session, ...)` from a loop callback, then settles, and wakes the
 -- tasks waiting when an attempt finished.
 function Transport:act(action, ...)
@@ -112,6 +127,7 @@ function Transport:act(action, ...)
   if not ok then report(err) end
   if session:running() < before then
     self.completions = self.completions + 1
+    decode_finished(self)
     wake_waiting(self)
   end
 end
