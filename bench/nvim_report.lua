@@ -105,7 +105,11 @@ function M.section(path)
       met == nil and "–" or (met and "met" or "**missed**"))
   end
   for _, latency in ipairs { "20", "0" } do
-    for _, prefetch in ipairs { "2", "0" } do
+    local prefetches = {}
+    for _, row in ipairs(order) do
+      if row.latency == latency and row.mode == "task" then prefetches[#prefetches + 1] = row.prefetch end
+    end
+    for _, prefetch in ipairs(prefetches) do
       local task, blocking = row_of(latency, "task", prefetch), row_of(latency, "blocking", prefetch)
       if task and blocking then
         local ratio = median(task.wall) / median(blocking.wall)
@@ -129,7 +133,8 @@ function M.section(path)
   local out = { HEADING, "",
     "`bench/nvim.sh` (run by `make bench`, or alone by `make bench-nvim`): inside",
     "`nvim --headless -u NONE` (" .. (meta.nvim or "Neovim") .. ", LuaJIT), every run of",
-    "`wf_big` (20,000 runs, 200 pages) from the static server, once in one blocking go and",
+    "`wf_big` (20,000 runs, pages of 100) from `bench/offset_server.py` (the sandbox's runs",
+    "at any offset, answered after `--latency-ms`), once in one blocking go and",
     "once as a task (`client:spawn`, resumed through `vim.schedule`), each started from a",
     "`vim.schedule` callback of an idle editor. Meanwhile a repeating 1 ms `vim.loop` timer",
     "stamps its ticks: a gap between two ticks is a time the editor's loop could not run.",

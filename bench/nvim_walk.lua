@@ -34,7 +34,8 @@ package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.pa
 package.cpath = root .. "/build/luajit/?.so;" .. package.cpath
 
 local uv = vim.uv or vim.loop
-local mode, prefetch = os.getenv "WF_MODE", tonumber(os.getenv "WF_PREFETCH")
+local mode, prefetch = os.getenv "WF_MODE", os.getenv "WF_PREFETCH"
+prefetch = tonumber(prefetch) or prefetch   -- a number, or "auto"
 
 local function write(fields)
   local file = assert(io.open(os.getenv "WF_OUT", "a"))

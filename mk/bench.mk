@@ -19,7 +19,7 @@ bench: setup all $(BENCH_SERVER)
 # the "Inside Neovim" section and its targets in BENCHMARKS.md.
 .PHONY: bench-nvim
 
-bench-nvim: setup $(BENCH_SERVER)
+bench-nvim: setup
 	@$(MAKE) -s LUA=luajit
 	@sh bench/nvim.sh
 	@lua5.4 bench/nvim_report.lua build/bench/nvim-samples.tsv BENCHMARKS.md
