@@ -100,6 +100,9 @@ def main():
     parser.add_argument("--token", default="sandbox-token")
     options = parser.parse_args()
     runs = load_runs(options.pages)
+    # socketserver listens with a backlog of 5: a walk opening 9 connections at once
+    # would see SYNs dropped and wait a second for their retransmission
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer(("127.0.0.1", options.port), make_handler(
         options.workflow, runs, options.latency_ms, options.token))
     server.daemon_threads = True
