@@ -72,8 +72,6 @@ require "luv"). A task's private state:
   co          its coroutine
   client      the client, kept alive while the task runs (it closes when collected)
   on_done     called once with (true) or (false, err) when it ends
-  on_result   called once with what the body returned, or (nil, err) when it
-              failed or was cancelled (the callback form of list_runs)
   quiet       it was cancelled: a failure that nobody is told about is not news
   state       "pending" (spawned, not yet run), "running", "sleeping", "done"
   timer       its loop timer, made on first sleep, closed when it ends
@@ -90,8 +88,7 @@ function M.registry(ctx)
     if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
   end
 
-  -- `...`: what the body returned, when it returned.
-  local function finish(task, ok, err, ...)
+  local function finish(task, ok, err)
     local s = state_of[task]
     if s.state == "done" then return end
     s.state = "done"
@@ -105,38 +102,30 @@ function M.registry(ctx)
       end
     end
     release_owned(task)
-    -- Forget the coroutine, the callbacks and the client: on Lua 5.1 and LuaJIT, whose weak
-    -- tables have no ephemerons, a state that leads back to its task (a body that
-    -- calls task:cancel()) would keep both alive for good.
-    local on_result, on_done = s.on_result, s.on_done
-    s.co, s.on_result, s.on_done, s.client = nil, nil, nil, nil
-    local told = false
-    if on_result then
-      told = true
-      local called, failure
-      if ok then called, failure = pcall(on_result, ...)
-      else called, failure = pcall(on_result, nil, err) end
-      if not called then report(failure) end
-    end
+    -- Forget the coroutine, the callback and the client: on Lua 5.1 and LuaJIT,
+    -- whose weak tables have no ephemerons, a state that leads back to its task
+    -- (a body that calls task:cancel()) would keep both alive for good.
+    local on_done = s.on_done
+    s.co, s.on_done, s.client = nil, nil, nil
     if on_done then
-      told = true
       local called, failure = pcall(on_done, ok, err)
       if not called then report(failure) end
+    elseif not (ok or s.quiet) then
+      report(err)
     end
-    if not (ok or told or s.quiet) then report(err) end
   end
 
-  local function finish_resumed(task, ok, ...)
-    if not ok then return finish(task, false, clearer((...))) end
-    return finish(task, true, nil, ...)
+  local function finish_resumed(task, ok, err)
+    if not ok then return finish(task, false, clearer(err)) end
+    return finish(task, true)
   end
 
-  local function resumed(task, s, co, ok, ...)
+  local function resumed(task, s, co, ok, err)
     if s.state == "done" then
       -- cancelled from inside: release what the body started after that
       return release_owned(task)
     end
-    if not ok or status(co) == "dead" then return finish_resumed(task, ok, ...) end
+    if not ok or status(co) == "dead" then return finish_resumed(task, ok, err) end
   end
 
   local function step(task)
@@ -159,10 +148,10 @@ function M.registry(ctx)
   -- `client` is kept alive while the task runs: it closes when collected.
   -- Without a loop (the callback form of list_runs on a client made without
   -- one), the body runs now, blocking, and the task has ended on return.
-  function registry.spawn(client, body, on_done, on_result)
+  function registry.spawn(client, body, on_done)
     local task = setmetatable({}, Task)
-    local s = { on_done = on_done, on_result = on_result, state = "pending",
-      wake_queued = false, registry = registry, client = client }
+    local s = { on_done = on_done, state = "pending", wake_queued = false,
+      registry = registry, client = client }
     state_of[task] = s
     live[task] = true
     if not ctx.loop then
