@@ -161,10 +161,11 @@ function M.section(path)
   end
   out[#out + 1] = ""
   out[#out + 1] = "Where the gaps come from: each page is inflated and decoded in the loop callback "
-    .. "where it finishes (about a millisecond of CPU for 100 runs here), so a gap that holds one "
-    .. "is the 1 ms tick plus that; a task that finds answers already in runs on for at most 2 ms "
-    .. "before it lets the loop turn. The rest is the machine: compare the idle row, and the "
-    .. "CPU figures against the wall ones."
+    .. "where it finishes (about 0.3 ms of CPU for 100 runs, `bench/decode_cost.lua`; the longest "
+    .. "act above, with the collector's work that its allocations bring, is a few ms), so a gap "
+    .. "that holds one is the 1 ms tick plus that; a task that finds answers already in runs on "
+    .. "for at most 2 ms before it lets the loop turn. The rest is the machine: compare the idle "
+    .. "row, and the CPU figures against the wall ones."
   out[#out + 1] = ""
   if #schedule > 0 then
     local function of(field)
