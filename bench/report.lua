@@ -268,6 +268,17 @@ target("peak RSS of a 200,000-run walk within 1.2x of a 20,000-run walk", memory
   memory_ratio and format("%.2fx (%.1f MiB vs %.1f MiB)", memory_ratio, huge.peak / 1024,
     big.peak / 1024), memory_ratio and memory_ratio <= 1.2)
 
+-- Inside Neovim (bench/nvim.sh), when its samples are there.
+local nvim_samples = os.getenv "BENCH_NVIM_SAMPLES" or "build/bench/nvim-samples.tsv"
+local nvim_section
+local nvim_file = io.open(nvim_samples)
+if nvim_file then
+  nvim_file:close()
+  local nvim_targets
+  nvim_section, nvim_targets = require("bench.nvim_report").section(nvim_samples)
+  for _, row in ipairs(nvim_targets) do targets[#targets + 1] = row end
+end
+
 -- ----------------------------------------------------------------- machine
 
 local function cpu_model()
@@ -401,6 +412,8 @@ do
     if section then add(section, "") end
   end
 end
+
+if nvim_section then add(table.unpack(nvim_section)) end
 
 add("## Commands", "", "```sh", "make bench                 # installs what is missing, builds, runs "
   .. "everything (bench/run.sh)", "BENCH_RUNS=9 make bench    # more runs per row", "```", "",

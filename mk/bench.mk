@@ -1,5 +1,6 @@
 # make bench: walks wf_big with this client and with what users write today, at
-# 0, 5 and 20 ms of latency, and writes BENCHMARKS.md (bench/run.sh says how).
+# 0, 5 and 20 ms of latency, and inside Neovim blocking and as a task (bench/nvim.sh),
+# and writes BENCHMARKS.md (bench/run.sh says how).
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 
 # Debian packages the peers and the measurements need, on top of $(PACKAGES).
@@ -13,6 +14,7 @@ bench: setup all $(BENCH_SERVER)
 	@sh bench/cli.sh $(BENCH_CLI_MD)
 	@$(MAKE) -s LUA=luajit
 	@sh bench/openresty.sh
+	@sh bench/nvim.sh
 	@BENCH_CLI_MD=$(BENCH_CLI_MD) sh bench/run.sh
 
 # make bench-openresty: only the OpenResty rows (one nginx worker, 16 walks at a time
@@ -24,6 +26,15 @@ bench-openresty: setup
 	@$(MAKE) -s LUA=luajit
 	@sh bench/openresty.sh
 	@lua5.4 bench/report.lua --section bench/results/openresty.md BENCHMARKS.md
+
+# make bench-nvim: only the Neovim rows (bench/nvim.sh, about 2 minutes); replaces
+# the "Inside Neovim" section and its targets in BENCHMARKS.md.
+.PHONY: bench-nvim
+
+bench-nvim: setup
+	@$(MAKE) -s LUA=luajit
+	@sh bench/nvim.sh
+	@lua5.4 bench/nvim_report.lua build/bench/nvim-samples.tsv BENCHMARKS.md
 
 $(BENCH_SERVER): bench/static_server.c
 	@mkdir -p $(dir $@)

@@ -9,7 +9,7 @@
 local errors = require "workflows.errors"
 
 local setmetatable, type, tostring, pcall = setmetatable, type, tostring, pcall
-local rawget, next, error = rawget, next, error
+local rawget, next, error, ipairs = rawget, next, error, ipairs
 local create, resume, running, status = coroutine.create, coroutine.resume,
   coroutine.running, coroutine.status
 local yield, close_coroutine = coroutine.yield, coroutine.close  -- close: Lua 5.4 only
@@ -17,6 +17,11 @@ local find, format = string.find, string.format
 local io = io
 
 local M = {}
+
+-- How long a task may run on (with answers that are already in) before it lets
+-- the loop turn: a page's decoding takes about a millisecond, so the host's
+-- timers and input wait at most about this plus one page.
+local HOLD_NS = 2e6
 
 -- PUC Lua 5.1 cannot yield from inside a for-loop's iterator or across pcall.
 local FOR_LOOP_ON_LUA51 = "a task cannot wait inside a for loop's iterator or across pcall on "
@@ -34,7 +39,9 @@ end
 local function report(err)
   local vim = rawget(_G, "vim")
   if vim and vim.schedule then
-    vim.schedule(function() error(err, 0) end)
+    -- as a string: Neovim shows a table raised from a callback as "[NULL]"
+    local line = tostring(err)
+    vim.schedule(function() error(line, 0) end)
   else
     io.stderr:write("workflows: a task failed: ", tostring(err), "\n")
   end
@@ -63,9 +70,13 @@ end
 --[[ The tasks of one client. `ctx.loop` is the luv module (vim.uv, vim.loop or
 require "luv"). A task's private state:
   co          its coroutine
+  client      the client, kept alive while the task runs (it closes when collected)
   on_done     called once with (true) or (false, err) when it ends
+  quiet       it was cancelled: a failure that nobody is told about is not news
   state       "pending" (spawned, not yet run), "running", "sleeping", "done"
   timer       its loop timer, made on first sleep, closed when it ends
+  idle        its idle handle, made on first pass, closed when it ends
+  resumed_at  loop.hrtime() when it was last resumed
   wake_queued a resume is scheduled and not yet run ]]
 function M.registry(ctx)
   local by_coroutine = setmetatable({}, { __mode = "k" })
@@ -73,23 +84,48 @@ function M.registry(ctx)
   local schedule
   local registry = {}
 
+  local function release_owned(task)
+    if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
+  end
+
   local function finish(task, ok, err)
     local s = state_of[task]
     if s.state == "done" then return end
     s.state = "done"
     live[task] = nil
-    if s.timer then
-      s.timer:stop()
-      s.timer:close()
-      s.timer = nil
+    for _, name in ipairs { "timer", "idle" } do
+      local handle = s[name]
+      if handle then
+        handle:stop()
+        handle:close()
+        s[name] = nil
+      end
     end
-    if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
-    if s.on_done then
-      local called, failure = pcall(s.on_done, ok, err)
+    release_owned(task)
+    -- Forget the coroutine, the callback and the client: on Lua 5.1 and LuaJIT,
+    -- whose weak tables have no ephemerons, a state that leads back to its task
+    -- (a body that calls task:cancel()) would keep both alive for good.
+    local on_done = s.on_done
+    s.co, s.on_done, s.client = nil, nil, nil
+    if on_done then
+      local called, failure = pcall(on_done, ok, err)
       if not called then report(failure) end
-    elseif not ok then
+    elseif not (ok or s.quiet) then
       report(err)
     end
+  end
+
+  local function finish_resumed(task, ok, err)
+    if not ok then return finish(task, false, clearer(err)) end
+    return finish(task, true)
+  end
+
+  local function resumed(task, s, co, ok, err)
+    if s.state == "done" then
+      -- cancelled from inside: release what the body started after that
+      return release_owned(task)
+    end
+    if not ok or status(co) == "dead" then return finish_resumed(task, ok, err) end
   end
 
   local function step(task)
@@ -97,10 +133,9 @@ function M.registry(ctx)
     s.wake_queued = false
     if s.state ~= "pending" and s.state ~= "sleeping" then return end
     s.state = "running"
-    local ok, err = resume(s.co)
-    if s.state == "done" then return end      -- cancelled from inside
-    if not ok then return finish(task, false, clearer(err)) end
-    if status(s.co) == "dead" then return finish(task, true) end
+    s.resumed_at = ctx.loop.hrtime()
+    local co = s.co
+    return resumed(task, s, co, resume(co))
   end
 
   local function wake(task)
@@ -111,14 +146,23 @@ function M.registry(ctx)
   end
 
   -- `client` is kept alive while the task runs: it closes when collected.
+  -- Without a loop (the callback form of list_runs on a client made without
+  -- one), the body runs now, blocking, and the task has ended on return.
   function registry.spawn(client, body, on_done)
-    schedule = schedule or schedule_of(ctx.loop)
     local task = setmetatable({}, Task)
-    local co = create(body)
-    by_coroutine[co] = task
-    state_of[task] = { co = co, on_done = on_done, state = "pending", wake_queued = false,
+    local s = { on_done = on_done, state = "pending", wake_queued = false,
       registry = registry, client = client }
+    state_of[task] = s
     live[task] = true
+    if not ctx.loop then
+      s.state = "running"
+      finish_resumed(task, pcall(body))
+      return task
+    end
+    local co = create(body)
+    s.co = co
+    by_coroutine[co] = task
+    schedule = schedule or schedule_of(ctx.loop)
     wake(task)
     return task
   end
@@ -133,6 +177,9 @@ function M.registry(ctx)
   -- task itself (registry.running() ~= nil).
   function registry.sleep(task, seconds)
     local s = state_of[task]
+    -- cancelled from inside its own body, which then went on to wait: it must
+    -- never come back (nor make a timer that nobody would close)
+    while s.state == "done" do yield() end
     local ms = seconds * 1000
     -- A 0 ms timer started from a timer callback would fire in the same pass of
     -- the loop, which then never moves on: wait at least 1 ms.
@@ -148,6 +195,33 @@ function M.registry(ctx)
 
   registry.wake = wake
 
+  -- Yields the running task for one turn of the loop: timers, sockets and the
+  -- host's other work run, and the task goes on right after, with no timer's
+  -- millisecond lost. Only from the task itself.
+  function registry.pass(task)
+    local s = state_of[task]
+    while s.state == "done" do yield() end
+    local idle = s.idle
+    if not idle then
+      idle = ctx.loop.new_idle()
+      s.idle = idle
+    end
+    idle:start(function()
+      idle:stop()
+      wake(task)
+    end)
+    s.state = "sleeping"
+    yield()
+    while s.state == "done" do yield() end
+    idle:stop()
+  end
+
+  -- true once the running task has held the loop for HOLD_NS since it was resumed:
+  -- time to pass, even though it could go on.
+  function registry.held_long(task)
+    return ctx.loop.hrtime() - state_of[task].resumed_at >= HOLD_NS
+  end
+
   local function cancel(task, err)
     local s = state_of[task]
     if s.state == "done" then return end
@@ -161,12 +235,14 @@ function M.registry(ctx)
   end
 
   function registry.cancel(task)
+    state_of[task].quiet = true
     cancel(task, errors.cancelled("the task was cancelled"))
   end
 
   function registry.cancel_all(err)
     local task = next(live)
     while task do
+      state_of[task].quiet = true
       cancel(task, err)
       task = next(live)
     end

@@ -11,6 +11,7 @@ local core = require "workflows.core"
 local errors = require "workflows.errors"
 
 local setmetatable, pairs, pcall, error, tostring = setmetatable, pairs, pcall, error, tostring
+local find = string.find
 local io = io
 
 local M = {}
@@ -26,6 +27,7 @@ function M.new(ctx)
     timer = nil,            -- libcurl's timer
     watchers = {},          -- fd -> poll handle: keyed by socket, as connections are reused
     owners = setmetatable({}, { __mode = "k" }),   -- attempt -> the task that started it
+    decoded = setmetatable({}, { __mode = "k" }),  -- attempt -> true once its outcome is built
     waiting = {},           -- task -> true while it sleeps in wait()
     completions = 0,        -- attempts finished so far
     seen = setmetatable({}, { __mode = "k" }),     -- task -> completions when it last woke
@@ -41,6 +43,15 @@ end
 local function wake_waiting(self)
   local tasks = self.ctx.tasks
   for task in pairs(self.waiting) do tasks.wake(task) end
+end
+
+-- luv reports "r", "w", "rw", and with them "d" (disconnect) or "p" (priority)
+-- data; libcurl takes "r", "w" or "rw".
+local function for_libcurl(events)
+  local r = find(events, "[rdp]") and "r" or ""
+  local w = find(events, "w", 1, true) and "w" or ""
+  if r == "" and w == "" then return "r" end
+  return r .. w
 end
 
 -- Applies what libcurl asked for during the last call into the session: watch,
@@ -65,7 +76,15 @@ local function settle(self)
         watchers[fd] = watcher
       end
       watcher:start(what, function(err, events)
-        self:act(session.socket_action, fd, err and "e" or events)
+        if not err then return self:act(session.socket_action, fd, for_libcurl(events)) end
+        -- libuv stops a watcher on a poll error (a reset, a refused connection)
+        -- and says no more. Let libcurl read and write the socket, which finds the
+        -- failure itself and reports it as the blocking transport does; only a
+        -- socket it still wants watched after that is failed as a poll error.
+        self:act(session.socket_action, fd, "rw")
+        if watchers[fd] == watcher and not watcher:is_active() then
+          self:act(session.socket_action, fd, "e")
+        end
       end)
     end
   end
@@ -82,6 +101,20 @@ local function settle(self)
   end
 end
 
+-- Builds the outcome of every attempt that has finished (attempt:result() decodes
+-- the body the first time, and keeps the table). Done here, one or two pages at a
+-- time as they finish, rather than by the task, which would decode every page
+-- that finished meanwhile in one go and hold the loop for as many milliseconds.
+local function decode_finished(self)
+  local decoded = self.decoded
+  for attempt in pairs(self.owners) do
+    if not decoded[attempt] and attempt:done() then
+      decoded[attempt] = true
+      pcall(attempt.result, attempt)  -- a released attempt has none: nothing to do
+    end
+  end
+end
+
 -- Calls `action(session, ...)` from a loop callback, then settles, and wakes the
 -- tasks waiting when an attempt finished.
 function Transport:act(action, ...)
@@ -94,6 +127,7 @@ function Transport:act(action, ...)
   if not ok then report(err) end
   if session:running() < before then
     self.completions = self.completions + 1
+    decode_finished(self)
     wake_waiting(self)
   end
 end
@@ -108,7 +142,19 @@ local function session_of(self)
   return session
 end
 
+-- A task that has held the loop for a while lets it turn before it goes on.
+-- Answers already in (a fast server, prefetched pages) would otherwise carry a walk
+-- from page to page without a single wait, and the host's timers and input would
+-- wait for the whole walk. Every page of a walk starts a request, and the pager
+-- flushes as it goes: both come here.
+local function let_the_loop_turn(self)
+  local tasks = self.ctx.tasks
+  local task = tasks.running()
+  if task and tasks.held_long(task) then tasks.pass(task) end
+end
+
 function Transport:start(request)
+  let_the_loop_turn(self)
   local attempt = session_of(self):start(request)
   self.owners[attempt] = self.ctx.tasks.running()
   self.unsent = true
@@ -122,6 +168,7 @@ function Transport:flush()
     self.unsent = false
     self:act(self.session.timer_expired)
   end
+  let_the_loop_turn(self)
 end
 
 function Transport:wait(seconds)

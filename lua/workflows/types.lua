@@ -1,0 +1,151 @@
+---@meta workflows
+-- LuaLS (lua-language-server) annotations for the public API, for completion and
+-- type checks in editors: add lua-workflows' lua/ directory to the server's
+-- `workspace.library` (Neovim: see the README). Nothing here is meant to run or
+-- to be required.
+-- luacheck: ignore (stubs: unused arguments and methods that do nothing)
+
+---@alias workflows.Status "running"|"success"|"failure"|"waiting"|"cancelled"
+
+---@alias workflows.ErrorKind "invalid_argument"|"http"|"network"|"timeout"|"decode"|"cancelled"
+
+---A libuv binding: vim.uv, vim.loop, or require "luv".
+---@alias workflows.Loop table
+
+---@class workflows.Options
+---@field token? string bearer token; default `$WORKFLOWS_API_TOKEN`
+---@field base_url? string default `$WORKFLOWS_BASE_URL` or "https://api.example.com"
+---@field timeout? number seconds for one whole request attempt (default 30)
+---@field connect_timeout? number seconds to connect (default 10)
+---@field max_retries? integer extra attempts after a retryable failure (default 2)
+---@field deadline? number seconds for one call with all its retries; nil: none
+---@field prefetch? integer|"auto" pages requested ahead while iterating: "auto" (default) sizes the window itself, 0 turns it off
+---@field prefetch_cap? integer the most pages "auto" keeps ahead (default 8)
+---@field loop? workflows.Loop calls inside `client:spawn` tasks then never block it
+---@field user_agent? string default "lua-workflows/<VERSION> libcurl/<version>"
+---@field ca_file? string PEM bundle of a private CA
+---@field ca_path? string directory of CA certificates
+---@field max_body_bytes? integer a larger response fails (default 32 MiB)
+
+---@class workflows.ListOptions
+---@field status? workflows.Status
+---@field limit? integer 1..100 (server default 20)
+---@field offset? integer >= 0
+---@field deadline? number seconds for this call with its retries
+
+---@class workflows.WalkOptions
+---@field status? workflows.Status
+---@field limit? integer page size, 1..100 (default 100)
+---@field offset? integer where the walk begins
+---@field max? integer stop after this many runs (`runs`) or pages (`pages`)
+---@field deadline? number seconds for the whole walk
+
+---One run, with the API's field names; a JSON null is an absent field.
+---@class workflows.Run
+---@field id? string
+---@field workflowId? string
+---@field workflowVersion? integer
+---@field status? workflows.Status
+---@field startedAt? string ISO 8601
+---@field finishedAt? string ISO 8601
+---@field totalCu? number
+---@field triggerSource? string
+---@field triggeredBy? string
+---@field sourceRunId? string
+---@field isSimulation? boolean
+---@field isDustTest? boolean
+
+---@class workflows.Page
+---@field items workflows.Run[]
+---@field hasMore boolean
+---@field limit integer
+---@field offset integer
+---@field requestId? string
+
+---Every failure. `tostring(err)` gives one line; the token never appears in it.
+---@class workflows.Error
+---@field kind workflows.ErrorKind
+---@field status? integer HTTP status
+---@field code? integer the error envelope's `code`
+---@field message? string
+---@field requestId? string
+---@field attempts integer requests made
+---@field retry_after? number seconds the server asked to wait, beyond what the client waits
+
+---A walk's closing value (the fourth value of `runs` and `pages`).
+---@class workflows.Walk
+local Walk = {}
+
+---Releases what the walk has in flight; idempotent.
+function Walk:close() end
+
+---A coroutine of the client's loop (`client:spawn`, the callback form of `list_runs`).
+---@class workflows.Task
+local Task = {}
+
+---Stops the task and releases all it has in flight; its `on_done` gets
+---`(false, err)` with `err.kind == "cancelled"`. Idempotent; safe from inside the
+---task's own body and callbacks.
+function Task:cancel() end
+
+---true until the task has ended (finished, failed or cancelled).
+---@return boolean
+function Task:running() end
+
+---@class workflows.Client
+local Client = {}
+
+---One page. With `callback`, the call runs as a task of the client's loop and the
+---task is returned; `callback(page, err)` is called once (without a loop the call
+---blocks and calls back before returning).
+---@param workflow_id string
+---@param options? workflows.ListOptions
+---@return workflows.Page? page
+---@return workflows.Error? err
+---@overload fun(self: workflows.Client, workflow_id: string, options: workflows.ListOptions?, callback: fun(page: workflows.Page?, err: workflows.Error?)): workflows.Task?, workflows.Error?
+function Client:list_runs(workflow_id, options) end
+
+---Every run, page after page: `for run in client:runs(id, opts) do ... end`.
+---A failure is raised as a `workflows.Error`.
+---@param workflow_id string
+---@param options? workflows.WalkOptions
+---@return fun(): workflows.Run? iterator
+---@return nil
+---@return nil
+---@return workflows.Walk walk
+function Client:runs(workflow_id, options) end
+
+---The same walk a page at a time: `for page in client:pages(id, opts) do ... end`.
+---@param workflow_id string
+---@param options? workflows.WalkOptions
+---@return fun(): workflows.Page? iterator
+---@return nil
+---@return nil
+---@return workflows.Walk walk
+function Client:pages(workflow_id, options) end
+
+---Runs `body` as a coroutine of the client's loop: every wait inside it yields to
+---the loop. `on_done(ok, err)` is called once when it ends. Needs `loop`.
+---@param body fun()
+---@param on_done? fun(ok: boolean, err: workflows.Error|any)
+---@return workflows.Task
+function Client:spawn(body, on_done) end
+
+---Transfers in flight on this client's connections.
+---@return integer
+function Client:in_flight() end
+
+---Cancels every task and transfer and closes the connections; idempotent.
+function Client:close() end
+
+---@class workflows
+---@field VERSION string "MAJOR.MINOR.PATCH"
+---@field STATUSES workflows.Status[]
+local workflows = {}
+
+---Makes a client; raises on a bad option.
+---@param options? workflows.Options
+---@return workflows.Client
+function workflows.new(options) end
+
+return workflows
