@@ -4,6 +4,8 @@
 -- history says which runs were there throughout (doc/sandbox.md).
 
 local fixtures = require "spec.support.fixtures"
+local luv_loop = require "spec.support.luv_loop"
+local nginx = require "spec.support.nginx"
 
 -- How many random walks; WALKS_SEED replays one (the failure message prints it).
 local WALKS = tonumber(os.getenv("EXACT_WALKS")) or 16
@@ -48,11 +50,9 @@ describe("walks on a live listing", function()
   local sb = fixtures.sandbox { seed = 7, client = { timeout = 10 } }
   local suffix = fixtures.suffix_maker("exact")
 
-  local function walk_case(case, mode)
-    local id = ("wf_demo;live=%d;churn=%d;jitter=%d;%s"):format(case.live, case.churn,
-      case.jitter, suffix())
+  -- The ids a walk yields, on the blocking transport.
+  local function blocking_walk(id, case, mode)
     local client = sb:new_client { prefetch = case.prefetch }
-    local since = sb:version(id)
     local yielded = {}
     if mode == "pages" then
       for page in client:pages(id, { limit = case.limit, status = case.status }) do
@@ -63,13 +63,21 @@ describe("walks on a live listing", function()
         yielded[#yielded + 1] = run.id
       end
     end
+    return yielded
+  end
+
+  local function walk_case(case, mode, walker)
+    local id = ("wf_demo;live=%d;churn=%d;jitter=%d;%s"):format(case.live, case.churn,
+      case.jitter, suffix())
+    local since = sb:version(id)
+    local yielded = (walker or blocking_walk)(id, case, mode)
     local throughout = sb:present_throughout(id, case.status, since)
     local any = set_of((sb:present_any(id, case.status, since)))
     return yielded, throughout, any
   end
 
-  local function check(case, mode)
-    local yielded, throughout, any = walk_case(case, mode)
+  local function check(case, mode, walker)
+    local yielded, throughout, any = walk_case(case, mode, walker)
     local label = describe_case(case)
     local count = {}
     for _, id in ipairs(yielded) do
@@ -93,6 +101,104 @@ describe("walks on a live listing", function()
 
   it("keeps the promise on a listing that grows by several runs a page", function()
     check({ seed = 0, prefetch = 4, limit = 10, live = 3, churn = 0, jitter = 0 }, "runs")
+  end)
+
+  -- A few of the same walks on the other transports.
+  local OTHER_TRANSPORT_WALKS = 6
+
+  describe("in a task on a libuv loop", function()
+    if not luv_loop.uv then
+      pending("skipped: lua-luv is not installed for this Lua")
+      return
+    end
+
+    lazy_teardown(function() luv_loop.close_all() end)
+
+    local function task_walk(id, case)
+      local client = sb:new_client { prefetch = case.prefetch, loop = luv_loop.uv }
+      local yielded, done, failure = {}, false, nil
+      client:spawn(function()
+        -- the explicit loop, which every Lua can yield from
+        local next_run = client:runs(id, { limit = case.limit, status = case.status })
+        while true do
+          local run = next_run()
+          if run == nil then break end
+          yielded[#yielded + 1] = run.id
+        end
+      end, function(ok, err)
+        done, failure = true, not ok and err or nil
+      end)
+      luv_loop.run_until(function() return done end, 60)
+      client:close()
+      luv_loop.drain()
+      assert(failure == nil, tostring(failure))
+      return yielded
+    end
+
+    for n = 1, OTHER_TRANSPORT_WALKS do
+      local case = case_for(n * 104729)
+      it("misses nothing and repeats nothing: " .. describe_case(case), function()
+        check(case, "runs", task_walk)
+      end)
+    end
+  end)
+
+  describe("inside nginx, on cosockets", function()
+    local available, why = nginx.available()
+    if not available then
+      pending("skipped: " .. why)
+      return
+    end
+    local server
+
+    lazy_setup(function()
+      server = nginx.start { server = [[
+        location = /walk {
+          content_by_lua_block {
+            local workflows = require "workflows"
+            local args = ngx.req.get_uri_args()
+            local client = workflows.new { base_url = args.base, token = args.token,
+              prefetch = tonumber(args.prefetch) or args.prefetch, timeout = 10 }
+            local ok, err = pcall(function()
+              for run in client:runs(args.id, { limit = tonumber(args.limit),
+                  status = args.status }) do
+                ngx.say(run.id)
+              end
+            end)
+            if not ok then ngx.say("error: ", tostring(err)) end
+          }
+        }
+      ]] }
+    end)
+
+    lazy_teardown(function()
+      if server then server:stop() end
+    end)
+
+    local function escape(text)
+      return (tostring(text):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+    end
+
+    local function nginx_walk(id, case)
+      local path = ("/walk?base=%s&token=%s&id=%s&prefetch=%s&limit=%d"):format(escape(sb.url),
+        escape(sb.token), escape(id), escape(case.prefetch), case.limit)
+      if case.status then path = path .. "&status=" .. case.status end
+      local status, body = server:get(path, 60)
+      assert.equal(200, status)
+      local yielded = {}
+      for line in body:gmatch("[^\n]+") do
+        assert(not line:find("^error: "), line)
+        yielded[#yielded + 1] = line
+      end
+      return yielded
+    end
+
+    for n = 1, OTHER_TRANSPORT_WALKS do
+      local case = case_for(n * 15485863)
+      it("misses nothing and repeats nothing: " .. describe_case(case), function()
+        check(case, "runs", nginx_walk)
+      end)
+    end
   end)
 
   it("keeps the promise while runs leave a filtered listing ahead of the walk", function()

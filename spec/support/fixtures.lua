@@ -74,11 +74,17 @@ local Fixture = {}
 -- defaults, which win over the sandbox's address and token, so that a test states
 -- only what it varies.
 function Fixture:new_client(options)
+  return M.sandbox_client(self, self._client_defaults, options)
+end
+
+-- The same for a server started by hand (spec/support/sandbox.lua): `sb`'s address
+-- and token, under `defaults`, under `options`.
+function M.sandbox_client(sb, defaults, options)
   -- Required here, not on top, so that specs of the pure Lua modules can use the
   -- other helpers without the C core.
   local workflows = require "workflows"
-  local all = { base_url = self.url, token = self.token }
-  for key, value in pairs(self._client_defaults) do all[key] = value end
+  local all = { base_url = sb.url, token = sb.token }
+  for key, value in pairs(defaults or {}) do all[key] = value end
   for key, value in pairs(options or {}) do all[key] = value end
   return workflows.new(all)
 end
