@@ -469,8 +469,9 @@ describe("the nginx transport", function()
       ]], id))
       assert.equal(10, result.first)
       assert.is_true(result.close_wait < 0.05, "close took " .. result.close_wait)
-      -- the four pages in flight had a connection each
-      assert.equal(4, result.closed)
+      -- the four pages in flight had a connection each (the worker may close others
+      -- of its own meanwhile)
+      assert.is_true(result.closed >= 4, result.closed .. " descriptors closed")
       assert.is_true(os.time() - started < 4)
       -- the first page, and the pages prefetched once it came: nothing after
       local count = #sb:log(seq)

@@ -6,22 +6,23 @@
 #include "private.h"
 
 /*
-** libcurl's global state is set up once per process and never torn down: the module
-** may be loaded into several Lua states, and any of them may outlive the others.
+** libcurl's global state (and with it the TLS library's) is set up once per process,
+** when the first session is made rather than when the module loads: inside nginx the
+** cosocket transport never makes one, and loading the core there opens nothing. It is
+** never torn down: the module may be loaded into several Lua states, and any of them
+** may outlive the others.
 */
-static int init_curl_once(void) {
+void wf_require_curl(lua_State *L) {
   static int initialised = 0;
   if (!initialised) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return 0;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      luaL_error(L, "curl_global_init failed");
     initialised = 1;
   }
-  return 1;
 }
 
 int luaopen_workflows_core(lua_State *L) {
-  const curl_version_info_data *info;
-  if (!init_curl_once()) return luaL_error(L, "curl_global_init failed");
-  info = curl_version_info(CURLVERSION_NOW);
+  const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
   lua_newtable(L);
   lua_pushstring(L, info->version);
   lua_setfield(L, -2, "curl_version");

@@ -97,6 +97,9 @@ typedef struct wf_request {
   size_t max_body;
 } wf_request;
 
+/* core.c */
+void wf_require_curl(lua_State *L);
+
 /* clock.c */
 int wf_clock_open(lua_State *L);
 double wf_monotonic_seconds(void);

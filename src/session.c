@@ -139,8 +139,10 @@ static int session_tostring(lua_State *L) {
 ** __gc can free. socket.c finishes a socket-mode one.
 */
 wf_session *wf_new_session(lua_State *L) {
-  wf_session *s = (wf_session *)wf_newuserdata(L, sizeof *s);
+  wf_session *s;
   CURLMcode mrc;
+  wf_require_curl(L);
+  s = (wf_session *)wf_newuserdata(L, sizeof *s);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, WF_SESSION_TYPE);
   s->multi = curl_multi_init();
