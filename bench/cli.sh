@@ -13,7 +13,7 @@
 # Every server it starts is stopped by its pid, on success, failure or Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 
 RUNS=${BENCH_RUNS:-5}
 OUT=${1:-build/bench/cli.md}

@@ -168,7 +168,12 @@ local SERVER_NAMES = {
 local default_prefetch = command_output(
   [[LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="./?.so;;" lua5.4 -e ]]
   .. [['print(require("workflows.options").DEFAULTS.prefetch)']])
-if not default_prefetch:match "^%d+$" then default_prefetch = nil end
+-- a number, or "auto" (the self-sizing window), shown quoted as in the options
+if default_prefetch == "auto" then
+  default_prefetch = '"auto"'
+elseif not default_prefetch:match "^%d+$" then
+  default_prefetch = nil
+end
 
 local function label_of(row)
   if row.name == "client" and default_prefetch then

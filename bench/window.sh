@@ -19,7 +19,7 @@
 # Takes about 10 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 
 RUNS=${BENCH_RUNS:-5}
 RUNS0=$((RUNS * 3))
