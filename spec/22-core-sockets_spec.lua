@@ -99,6 +99,8 @@ end
 
 -- Runs the loop until every transfer is done, or raises after `seconds`.
 function Driver:wait(transfers, seconds)
+  -- the loop's clock moves only while it runs: after other specs it is behind
+  uv.update_time()
   local deadline = uv.now() + (seconds or 10) * 1000
   local function all_done()
     for _, transfer in ipairs(transfers) do
@@ -119,6 +121,7 @@ end
 -- Runs the loop for `ms` milliseconds whatever happens.
 local function run_for(ms)
   local done = false
+  uv.update_time()
   local t = uv.new_timer()
   t:start(ms, 0, function() done = true end)
   while not done do uv.run("once") end
