@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the whole busted suite on lua5.4 against the core built with AddressSanitizer
+# Runs the busted suite on lua5.4 against the core built with AddressSanitizer
 # and UndefinedBehaviorSanitizer (make test-asan builds it into DIR/workflows/core.so).
 # Ends with one line "N passed, M failed"; any sanitizer report counts as a failure.
 #
@@ -29,10 +29,14 @@ trap 'rm -f "$out"' EXIT INT TERM
 # would report the allocations of lua5.4 and python3 that live until exit).
 # Child processes (the sandbox, lua children of the specs) inherit the preload;
 # they run uninstrumented code and only carry the runtime along.
+# The specs that run the core only in other processes (headless Neovim, nginx, the
+# command) or not at all (the HTTP/1.1 parser) are left out: those processes load
+# the uninstrumented LuaJIT build or a fresh interpreter.
 LD_PRELOAD=$runtime \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=86 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  timeout "${ASAN_TIMEOUT:-600}" lua5.4 /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" spec >"$out" 2>&1
+  timeout "${ASAN_TIMEOUT:-600}" lua5.4 /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" \
+    --exclude-pattern="9[03-7]%-" spec >"$out" 2>&1
 tail -n 40 "$out"
 
 counts=$(busted_counts "$out")
