@@ -8,7 +8,7 @@ local luv_loop = require "spec.support.luv_loop"
 local nginx = require "spec.support.nginx"
 
 -- How many random walks; WALKS_SEED replays one (the failure message prints it).
-local WALKS = tonumber(os.getenv("EXACT_WALKS")) or 16
+local WALKS = tonumber(os.getenv("EXACT_WALKS")) or 10
 local STATUSES = { false, "running", "success", "failure", "waiting" }
 
 -- A small deterministic generator, so that a seed alone replays a case.
@@ -104,7 +104,7 @@ describe("walks on a live listing", function()
   end)
 
   -- A few of the same walks on the other transports.
-  local OTHER_TRANSPORT_WALKS = 6
+  local OTHER_TRANSPORT_WALKS = 4
 
   describe("in a task on a libuv loop", function()
     if not luv_loop.uv then
