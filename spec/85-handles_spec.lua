@@ -68,7 +68,9 @@ describe("file descriptors", function()
     pid = own_pid()
     -- libcurl's (and the TLS library's) one-time set-up happens with the process's
     -- first session and keeps what it opens: do it before anything is counted
-    assert(sb:new_client():list_runs("wf_empty"))
+    local client = sb:new_client()
+    assert(client:list_runs("wf_empty"))
+    client:close()
   end)
 
   -- One client, used once and dropped. Each runs in a function of its own, so that
