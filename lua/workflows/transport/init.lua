@@ -50,8 +50,6 @@ function M.current(ctx)
     local cosockets = require "workflows.transport.ngx"
     if choice == "ngx" or cosockets.inside_nginx() then return cosockets.for_request(ctx) end
   end
-  local hosted = ctx.hosted_transport and ctx.hosted_transport(ctx)
-  if hosted then return hosted end
   if ctx.loop and ctx.tasks and ctx.tasks.running() then
     local loop_transport = ctx.loop_transport
     if not loop_transport then
