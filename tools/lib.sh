@@ -16,6 +16,15 @@ tally() {
   failed=$((failed + $3))
 }
 
+# failure_headlines FILE: for each failed busted test in FILE, its "Failure ->" or
+# "Error ->" line, the test's name and the first line of its message; for a failed
+# Python test, its "FAIL:" or "ERROR:" line. Recaps use them, so that the tail of a
+# long log says what failed.
+failure_headlines() {
+  awk '/^(Failure|Error) -> / { n = 3 } /^(FAIL|ERROR): / { n = 1 }
+       n > 0 { print "   " substr($0, 1, 300); n-- }' "$1"
+}
+
 # finish: prints the closing line "N passed, M failed"; its status is the verdict.
 finish() {
   echo "$passed passed, $failed failed"

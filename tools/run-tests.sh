@@ -129,4 +129,10 @@ for name in $suites; do
   esac
 done
 
+# What failed, gathered where the end of the log shows it.
+for name in $suites; do
+  headlines=$(failure_headlines "$work/$name.out")
+  [ -n "$headlines" ] && printf '== failed in %s:\n%s\n' "$name" "$headlines"
+done
+
 finish
