@@ -36,6 +36,7 @@ build = {
   modules = {
     ["workflows"] = "lua/workflows/init.lua",
     ["workflows.errors"] = "lua/workflows/errors.lua",
+    ["workflows.handles"] = "lua/workflows/handles.lua",
     ["workflows.http1"] = "lua/workflows/http1.lua",
     ["workflows.options"] = "lua/workflows/options.lua",
     ["workflows.pager"] = "lua/workflows/pager.lua",

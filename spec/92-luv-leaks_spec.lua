@@ -116,3 +116,74 @@ describe_luv("tasks that end early (" .. _VERSION .. ")", function()
     assert.equal(descriptors_before, loop.descriptors())
   end)
 end)
+
+-- luv frees a handle whose close is still pending when the Lua state closes, and
+-- libuv then crashes: a script must be able to end at any point without that. Each
+-- case runs in a child process of this Lua, which must exit cleanly.
+describe_luv("a script on luv that ends (" .. _VERSION .. ")", function()
+  local cli = require "spec.support.cli"
+  local sb
+
+  lazy_setup(function()
+    sb = sandbox.start()
+  end)
+
+  lazy_teardown(function()
+    sb:stop()
+  end)
+
+  local function shell_quote(text)
+    return "'" .. text:gsub("'", "'\\''") .. "'"
+  end
+
+  -- Runs `body` after a prelude that makes `client` (on luv, against the sandbox)
+  -- and `walk(n)`, a task that walks wf_demo and stops the loop after n runs.
+  -- Returns the exit status and what the child wrote to stderr.
+  local function run_script(body)
+    local script, err_path = os.tmpname(), os.tmpname()
+    local file = assert(io.open(script, "w"))
+    file:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath),
+      ([[
+local uv = require "luv"
+local workflows = require "workflows"
+local client = workflows.new { base_url = %q, token = %q, loop = uv, prefetch = 3 }
+local function walk(n)
+  return client:spawn(function()
+    local next_run, seen = client:runs("wf_demo;latency=20", { limit = 10 }), 0
+    while next_run() do
+      seen = seen + 1
+      if seen == n then uv.stop() end
+    end
+  end)
+end
+]]):format(sb.url, sb.token), body, "\n")
+    file:close()
+    local pipe = assert(io.popen(shell_quote(cli.interpreter()) .. " " .. shell_quote(script)
+      .. " 2>" .. shell_quote(err_path) .. "; echo \"exit=$?\""))
+    local out = pipe:read("*a")
+    pipe:close()
+    local errors_file = assert(io.open(err_path, "rb"))
+    local stderr = errors_file:read("*a")
+    errors_file:close()
+    os.remove(script)
+    os.remove(err_path)
+    return tonumber(out:match("exit=(%d+)")), stderr
+  end
+
+  local cases = {
+    { "after its walk, with the client still open", "walk(0) uv.run()" },
+    { "right after client:close()", "walk(0) uv.run() client:close()" },
+    { "in the middle of a walk", "walk(15) uv.run()" },
+    { "in the middle of a walk, after client:close()", "walk(15) uv.run() client:close()" },
+    { "right after task:cancel()", "local task = walk(15) uv.run() task:cancel()" },
+    { "after a client in the middle of a walk was collected",
+      "walk(15) uv.run() client = nil collectgarbage() collectgarbage()" },
+  }
+  for _, case in ipairs(cases) do
+    it("exits cleanly " .. case[1], function()
+      local status, stderr = run_script(case[2])
+      assert.equal("", stderr)
+      assert.equal(0, status)
+    end)
+  end
+end)

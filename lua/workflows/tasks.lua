@@ -7,6 +7,7 @@
 -- the editor's API may be called.
 
 local errors = require "workflows.errors"
+local handles = require "workflows.handles"
 
 local setmetatable, type, tostring, pcall = setmetatable, type, tostring, pcall
 local rawget, next, error, ipairs = rawget, next, error, ipairs
@@ -74,8 +75,8 @@ require "luv"). A task's private state:
   on_done     called once with (true) or (false, err) when it ends
   quiet       it was cancelled: a failure that nobody is told about is not news
   state       "pending" (spawned, not yet run), "running", "sleeping", "done"
-  timer       its loop timer, made on first sleep, closed when it ends
-  idle        its idle handle, made on first pass, closed when it ends
+  timer       its loop timer, made on first sleep, retired when it ends
+  idle        its idle handle, made on first pass, retired when it ends
   resumed_at  loop.hrtime() when it was last resumed
   wake_queued a resume is scheduled and not yet run ]]
 function M.registry(ctx)
@@ -93,14 +94,16 @@ function M.registry(ctx)
     if s.state == "done" then return end
     s.state = "done"
     live[task] = nil
+    local retiring, reaper = {}, nil
     for _, name in ipairs { "timer", "idle" } do
       local handle = s[name]
       if handle then
-        handle:stop()
-        handle:close()
+        retiring[#retiring + 1] = handle
+        reaper = reaper or handle
         s[name] = nil
       end
     end
+    if reaper then handles.retire(retiring, reaper) end
     release_owned(task)
     -- Forget the coroutine, the callback and the client: on Lua 5.1 and LuaJIT,
     -- whose weak tables have no ephemerons, a state that leads back to its task

@@ -9,6 +9,7 @@
 
 local core = require "workflows.core"
 local errors = require "workflows.errors"
+local handles = require "workflows.handles"
 
 local setmetatable, pairs, pcall, error, tostring = setmetatable, pairs, pcall, error, tostring
 local find = string.find
@@ -200,9 +201,12 @@ function Transport:release_owned(task)
     end
   end
   self.waiting[task] = nil
-  if released and self.session then
-    local ok, err = pcall(settle, self)
-    if not ok then report(err) end
+  -- libcurl's changes (sockets to forget and close) are applied from the loop:
+  -- closing a watcher here, outside its callbacks, could leave it closing at exit
+  -- (see workflows.handles).
+  if released and self.timer then
+    local session = self.session
+    handles.next_turn(self.timer, function() self:act(session.timer_expired) end)
   end
 end
 
@@ -210,22 +214,19 @@ function Transport:running()
   return self.session and self.session:running() or 0
 end
 
+-- Stops every handle now; closes them, then the session (and with it every
+-- descriptor it still holds, each unwatched by then), on the loop's next turn.
 function Transport:close()
-  for fd, watcher in pairs(self.watchers) do
-    watcher:stop()
-    watcher:close()
-    self.watchers[fd] = nil
+  local session, timer = self.session, self.timer
+  local retiring = {}
+  for _, watcher in pairs(self.watchers) do retiring[#retiring + 1] = watcher end
+  self.session, self.timer, self.watchers, self.waiting = nil, nil, {}, {}
+  if not timer then
+    if session then session:close() end
+    return
   end
-  if self.timer then
-    self.timer:stop()
-    self.timer:close()
-    self.timer = nil
-  end
-  if self.session then
-    self.session:close()   -- closes every descriptor it still holds
-    self.session = nil
-  end
-  self.waiting = {}
+  retiring[#retiring + 1] = timer
+  handles.retire(retiring, timer, function() session:close() end)
 end
 
 return M
