@@ -264,6 +264,63 @@ local function decoded(ngx, fields)
   return outcome
 end
 
+-- Fresh handshakes tried when nginx refuses a certificate without saying so.
+local SILENT_REFUSAL_RETRIES = 2
+
+-- Why nginx refused the certificate of a handshake it reported as a success (see
+-- connected): the reason it recorded, read as lua-resty-core reads it after a
+-- handshake that had to wait. nil when that interface is not there.
+local function silent_refusal_reason(sock)
+  local ok, reason = pcall(function()
+    local ffi = require "ffi"
+    local base = require "resty.core.base"
+    require "resty.core.socket"   -- declares the function
+    local message, code, session = ffi.new("char *[1]"), ffi.new("int[1]"), ffi.new("void *[1]")
+    local rc = ffi.C.ngx_http_lua_ffi_socket_tcp_get_sslhandshake_result(base.get_request(),
+      sock[1], session, message, code)
+    if rc ~= base.FFI_ERROR or message[0] == nil then return nil end
+    local text = ffi.string(message[0])
+    if code[0] ~= 0 then text = code[0] .. ": " .. text end
+    return text
+  end)
+  return ok and reason or nil
+end
+
+-- A connection to `target` for the attempt, pooled or fresh, with TLS set up on a
+-- fresh one: returns the socket, whether it was pooled and the connect timeout it
+-- was given, or nil and the failure.
+local function connected(attempt, ngx, target, deadline, started, pool_size)
+  for _ = 1, 1 + SILENT_REFUSAL_RETRIES do
+    local sock = ngx.socket.tcp()
+    attempt.sock = sock
+    local left = deadline - now()
+    if left <= 0 then return nil, timed_out(started, 0) end
+    local request = attempt.request
+    local connect_for = min(request.connect_timeout or left, left)
+    sock:settimeouts(ms(connect_for), ms(left), ms(left))
+    local ok, err = sock:connect(target.address, target.port,
+      { pool = target.pool, pool_size = pool_size })
+    if not ok then return nil, connect_failure(tostring(err), target, started) end
+    local reused = (sock:getreusedtimes() or 0) > 0
+    if target.scheme ~= "https" or reused then return sock, reused, connect_for end
+    local shaken, problem = sock:sslhandshake(false, target.server_name, true)
+    if shaken ~= true then   -- true is the one success when no session is asked for
+      sock:close()
+      return nil, handshake_failure(problem or format("no handshake (%s)", tostring(shaken)), target)
+    end
+    -- nginx's Lua module (0.10.23) returns true from a handshake that completed at
+    -- once even when it refused the certificate; it has closed the connection then.
+    -- Its reason is read back; failing that, a fresh handshake usually reports it.
+    if sock:getreusedtimes() then return sock, false, connect_for end
+    local reason = silent_refusal_reason(sock)
+    sock:close()
+    if reason then return nil, handshake_failure(reason, target) end
+  end
+  attempt.sock = nil
+  return nil, failure("network", "TLS verification failed (nginx refused the server's "
+    .. "certificate; its error log says why; " .. TRUST_HINT .. ")", { tls = true })
+end
+
 -- One attempt from connect to outcome; runs on the attempt's light thread.
 local function exchange(attempt, ngx)
   local request, config = attempt.request, attempt.config
@@ -279,23 +336,10 @@ local function exchange(attempt, ngx)
   -- A pooled connection the server has closed meanwhile fails before any byte of an
   -- answer; each such one is dropped and the next taken, then a fresh one.
   for _ = 1, pool_size + 1 do
-    local sock = ngx.socket.tcp()
-    attempt.sock = sock
-    local left = deadline - now()
-    if left <= 0 then return timed_out(started, 0) end
-    local connect_for = min(request.connect_timeout or left, left)
-    sock:settimeouts(ms(connect_for), ms(left), ms(left))
-    local ok, err = sock:connect(target.address, target.port,
-      { pool = target.pool, pool_size = pool_size })
-    if not ok then return connect_failure(tostring(err), target, started) end
-    local reused = (sock:getreusedtimes() or 0) > 0
-    if target.scheme == "https" and not reused then
-      local shaken, problem = sock:sslhandshake(false, target.server_name, true)
-      if shaken ~= true then   -- true is the one success when no session is asked for
-        sock:close()
-        return handshake_failure(problem or format("no handshake (%s)", tostring(shaken)), target)
-      end
-    end
+    local sock, reused_or_failure, connect_for = connected(attempt, ngx, target, deadline,
+      started, pool_size)
+    if not sock then return reused_or_failure end
+    local reused = reused_or_failure
     sock:settimeouts(ms(connect_for), ms(deadline - now()), ms(deadline - now()))
     local sent, send_err = sock:send(payload)
     local parser, problem, stale
