@@ -16,8 +16,8 @@ invalid_argument instead of falling back to blocking libcurl. ]]
 local core = require "workflows.core"
 local http1 = require "workflows.http1"
 
-local setmetatable, pcall, tostring, type, rawget, pairs, error = setmetatable, pcall,
-  tostring, type, rawget, pairs, error
+local setmetatable, getmetatable, pcall, tostring, type, rawget, pairs, error = setmetatable,
+  getmetatable, pcall, tostring, type, rawget, pairs, error
 local format, find, match, lower, upper, sub = string.format, string.find, string.match,
   string.lower, string.upper, string.sub
 local concat = table.concat
@@ -383,6 +383,20 @@ local function exchange(attempt, ngx)
   return failure("network", "Empty reply from server")
 end
 
+-- An error value for a message: a table that is not one of ours is shown with its
+-- first fields, which say more than its address.
+local function described(value)
+  if type(value) ~= "table" or (getmetatable(value) or {}).__tostring then
+    return tostring(value)
+  end
+  local fields = {}
+  for key, field in pairs(value) do
+    if #fields == 8 then break end
+    fields[#fields + 1] = tostring(key) .. "=" .. tostring(field)
+  end
+  return format("%s {%s}", tostring(value), concat(fields, ", "))
+end
+
 local function finish(attempt, outcome)
   if attempt.outcome then return end
   attempt.outcome = outcome
@@ -466,7 +480,7 @@ function Transport:start(request)
   self.count = self.count + 1
   local ok, thread = pcall(ngx.thread.spawn, perform, attempt, ngx)
   if not ok then
-    finish(attempt, failure("network", "could not start a light thread: " .. tostring(thread)))
+    finish(attempt, failure("network", "could not start a light thread: " .. described(thread)))
   elseif not attempt.outcome then
     attempt.thread = thread
   end
