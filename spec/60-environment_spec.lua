@@ -1,55 +1,22 @@
 local workflows = require "workflows"
 local fixtures = require "spec.support.fixtures"
-
--- The interpreter running this spec, so that the child runs the same Lua.
-local LUA = (arg and arg[-1]) or (jit and "luajit") or ("lua" .. _VERSION:sub(5))
-
-local function shell_quote(text)
-  return "'" .. text:gsub("'", "'\\''") .. "'"
-end
-
--- The cpath entry that found the core this spec loaded, for the child to use.
-local function core_cpath()
-  for template in package.cpath:gmatch("[^;]+") do
-    local file = io.open((template:gsub("%?", "workflows/core")), "rb")
-    if file then
-      file:close()
-      return template
-    end
-  end
-  error("workflows.core is not on package.cpath")
-end
+local cli = require "spec.support.cli"
 
 -- Runs `body` (Lua source) in a fresh interpreter with `env` (name -> value, or
 -- false to unset) and returns its stdout, its stderr and whether it succeeded.
 local function run_child(env, body)
-  local script, err_path = os.tmpname(), os.tmpname()
-  local file = assert(io.open(script, "w"))
-  file:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path,
-    core_cpath() .. ";" .. package.cpath), body)
-  file:close()
   local unset, set = {}, {}
   for _, name in ipairs { "WORKFLOWS_API_TOKEN", "WORKFLOWS_BASE_URL", "WORKFLOWS_DEBUG" } do
     local value = env[name]
     if value then
-      set[#set + 1] = name .. "=" .. shell_quote(value)
+      set[#set + 1] = name .. "=" .. cli.shell_quote(value)
     else
       unset[#unset + 1] = "-u " .. name
     end
   end
-  local command = { "env", table.concat(unset, " "), table.concat(set, " ") }
-  command[#command + 1] = shell_quote(LUA) .. " " .. shell_quote(script)
-  command[#command + 1] = "2>" .. shell_quote(err_path) .. "; echo \"exit=$?\""
-  local pipe = assert(io.popen(table.concat(command, " ")))
-  local out = pipe:read("*a")
-  pipe:close()
-  local errors_file = assert(io.open(err_path, "rb"))
-  local err = errors_file:read("*a")
-  errors_file:close()
-  os.remove(script)
-  os.remove(err_path)
-  local status = out:match("exit=(%d+)\n$")
-  return out:gsub("exit=%d+\n$", ""), err, status == "0"
+  local out, err, status = cli.run_lua(body, table.concat({ "env", table.concat(unset, " "),
+    table.concat(set, " ") }, " "))
+  return out, err, status == 0
 end
 
 describe("environment", function()

@@ -132,18 +132,11 @@ describe_luv("a script on luv that ends (" .. _VERSION .. ")", function()
     sb:stop()
   end)
 
-  local function shell_quote(text)
-    return "'" .. text:gsub("'", "'\\''") .. "'"
-  end
-
   -- Runs `body` after a prelude that makes `client` (on luv, against the sandbox)
   -- and `walk(n)`, a task that walks wf_demo and stops the loop after n runs.
   -- Returns the exit status and what the child wrote to stderr.
   local function run_script(body)
-    local script, err_path = os.tmpname(), os.tmpname()
-    local file = assert(io.open(script, "w"))
-    file:write(("package.path = %q\npackage.cpath = %q\n"):format(package.path, package.cpath),
-      ([[
+    local _, stderr, status = cli.run_lua(([[
 local uv = require "luv"
 local workflows = require "workflows"
 local client = workflows.new { base_url = %q, token = %q, loop = uv, prefetch = 3 }
@@ -156,18 +149,8 @@ local function walk(n)
     end
   end)
 end
-]]):format(sb.url, sb.token), body, "\n")
-    file:close()
-    local pipe = assert(io.popen(shell_quote(cli.interpreter()) .. " " .. shell_quote(script)
-      .. " 2>" .. shell_quote(err_path) .. "; echo \"exit=$?\""))
-    local out = pipe:read("*a")
-    pipe:close()
-    local errors_file = assert(io.open(err_path, "rb"))
-    local stderr = errors_file:read("*a")
-    errors_file:close()
-    os.remove(script)
-    os.remove(err_path)
-    return tonumber(out:match("exit=(%d+)")), stderr
+]]):format(sb.url, sb.token) .. body)
+    return status, stderr
   end
 
   local cases = {

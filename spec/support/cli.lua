@@ -49,6 +49,24 @@ function M.interpreter()
   return arg and arg[i] or "lua5.4"
 end
 
+-- Runs the Lua `source` in a fresh interpreter of the Lua running busted, with this
+-- process's package.path and package.cpath, after the shell words `prefix` (e.g.
+-- "env -u NAME"; optional). Returns its stdout, its stderr and its exit status.
+function M.run_lua(source, prefix)
+  local script, err_path = os.tmpname(), os.tmpname()
+  write_file(script, ("package.path = %q\npackage.cpath = %q\n"):format(package.path,
+    package.cpath) .. source .. "\n")
+  local pipe = assert(io.popen(table.concat({ prefix or "", shell_quote(M.interpreter()),
+    shell_quote(script), "2>" .. shell_quote(err_path), "; echo \"exit=$?\"" }, " ")))
+  local out = pipe:read("*a")
+  pipe:close()
+  local stderr = read_file(err_path) or ""
+  os.remove(script)
+  os.remove(err_path)
+  local status = tonumber(out:match("exit=(%d+)\n$"))
+  return (out:gsub("exit=%d+\n$", "")), stderr, status
+end
+
 -- The Lua this process is: "lua5.4", "lua5.1", "luajit", ...
 function M.lua_name()
   if rawget(_G, "jit") then return "luajit" end
