@@ -15,7 +15,7 @@
 # The servers it starts listen on 127.0.0.1 only and are stopped by their pid.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 
 RUNS=${BENCH_NVIM_RUNS:-5}
 RUNS0=$((RUNS * 3))

@@ -164,7 +164,7 @@ function M.section(path)
     .. "where it finishes (about 0.3 ms of CPU for 100 runs, `bench/decode_cost.lua`; the longest "
     .. "act above, with the collector's work that its allocations bring, is a few ms), so a gap "
     .. "that holds one is the 1 ms tick plus that; a task that finds answers already in runs on "
-    .. "for at most 2 ms before it lets the loop turn. The rest is the machine: compare the idle "
+    .. "for about 1 ms before it lets the loop turn. The rest is the machine: compare the idle "
     .. "row, and the CPU figures against the wall ones."
   out[#out + 1] = ""
   if #schedule > 0 then

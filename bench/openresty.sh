@@ -6,7 +6,7 @@
 # Every server it starts is stopped by its pid, on success, failure or Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
-. tools/listening.sh
+. tools/lib.sh
 
 work=$(mktemp -d /tmp/workflows-bench-openresty.XXXXXX)
 pids=""

@@ -20,9 +20,10 @@ local io = io
 local M = {}
 
 -- How long a task may run on (with answers that are already in) before it lets
--- the loop turn: a page's decoding takes about a millisecond, so the host's
--- timers and input wait at most about this plus one page.
-local HOLD_NS = 2e6
+-- the loop turn: a page's decoding takes about half a millisecond, so the host's
+-- timers and input wait at most about this plus one page. 2 ms put the 99th
+-- percentile of a 1 ms timer's gaps above 3 ms in Neovim (BENCHMARKS.md).
+local HOLD_NS = 1e6
 
 -- PUC Lua 5.1 cannot yield from inside a for-loop's iterator or across pcall.
 local FOR_LOOP_ON_LUA51 = "a task cannot wait inside a for loop's iterator or across pcall on "
