@@ -419,6 +419,21 @@ describe_luv("tasks on standalone luv (" .. _VERSION .. ")", function()
       assert.same({ "timeout", 2 }, { returned[2].kind, returned[2].attempts })
     end)
 
+    it("times an attempt out on a silent server while another task of its client is cancelled",
+      function()
+      local client = client_with { timeout = 0.5, max_retries = 0 }
+      local patient = client:spawn(function()
+        client:list_runs(unique("fault=silent;n=patient"), { timeout = 5 })
+      end)
+      local returned, ended
+      client:spawn(function() returned = { client:list_runs(unique("fault=silent;n=hasty")) } end,
+        function(ok, err) ended = { ok = ok, err = err } end)
+      loop.run_for(0.1)
+      patient:cancel()
+      loop.run_until(function() return ended ~= nil end, WAIT)
+      assert.same({ "timeout", 1 }, { returned[2].kind, returned[2].attempts })
+    end)
+
     it("reports a reset connection as the blocking call does", function()
       local options = { max_retries = 0 }
       local _, expected = blocking_client(options):list_runs(unique("fault=reset"))

@@ -32,7 +32,7 @@ local DEFAULTS = {
   read_size = 65536,       -- bytes asked of the socket at a time
   -- seconds of decoding in one turn of nginx's event loop after which a page waits
   -- for a later turn (see take_turn)
-  slice = 0.001,
+  slice = 0.0005,
 }
 
 -- Phases in which cosockets, light threads and semaphores work.
