@@ -203,7 +203,9 @@ function Transport:release_owned(task)
   self.waiting[task] = nil
   -- libcurl's changes (sockets to forget and close) are applied from the loop:
   -- closing a watcher here, outside its callbacks, could leave it closing at exit
-  -- (see workflows.handles).
+  -- (see workflows.handles). libcurl's timer is borrowed for that: after a timeout
+  -- action libcurl sets its timer afresh, so no deadline of another task is lost
+  -- (spec/91-luv-tasks_spec.lua checks one).
   if released and self.timer then
     local session = self.session
     handles.next_turn(self.timer, function() self:act(session.timer_expired) end)
