@@ -490,12 +490,16 @@ describe("the nginx transport", function()
         local t0 = now()
         local iterator, _, _, walk = client:pages(%q, { limit = 10 })
         local first = iterator()
-        local function descriptors()
-          local pipe = io.popen("ls /proc/" .. ngx.worker.pid() .. "/fd")
-          local n = 0
-          for _ in pipe:lines() do n = n + 1 end
-          pipe:close()
-          return n
+        local function descriptors()  -- the fewest of three counts (see count above)
+          local fewest = math.huge
+          for _ = 1, 3 do
+            local pipe = io.popen("ls /proc/" .. ngx.worker.pid() .. "/fd")
+            local n = 0
+            for _ in pipe:lines() do n = n + 1 end
+            pipe:close()
+            fewest = math.min(fewest, n)
+          end
+          return fewest
         end
         local before = descriptors()
         local t1 = now()
