@@ -26,34 +26,7 @@ work=$(mktemp -d /tmp/workflows-bench-cli.XXXXXX)
 samples="${OUT%.md}.tsv"
 mkdir -p "$(dirname "$OUT")"
 : >"$samples"
-pids=""
-started=0
-
-stop_servers() {
-  for pid in $pids; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=""
-}
-cleanup() {
-  stop_servers
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_server() {  # start_server COMMAND...: sets $base
-  started=$((started + 1))
-  "$@" >"$work/server$started.out" 2>"$work/server$started.err" &
-  server_pid=$!
-  pids="$pids $server_pid"
-  if ! base=$(listening_url "$server_pid" "$work/server$started.out"); then
-    echo "bench-cli: server did not start: $*" >&2
-    cat "$work/server$started.err" >&2
-    exit 1
-  fi
-}
+. bench/servers.sh
 
 [ -x "$STATIC" ] || { echo "bench-cli: build $STATIC first (make $STATIC)" >&2; exit 1; }
 

@@ -26,32 +26,7 @@ OUT=${BENCH_NVIM_SAMPLES:-build/bench/nvim-samples.tsv}
 PREFETCHES=${BENCH_NVIM_PREFETCHES:-"auto 8"}
 
 work=$(mktemp -d /tmp/workflows-bench-nvim.XXXXXX)
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# start_server COMMAND...: as bench/run.sh does; sets $base.
-start_server() {
-  "$@" >"$work/server.out" 2>"$work/server.err" &
-  server_pid=$!
-  if ! base=$(listening_url "$server_pid" "$work/server.out"); then
-    echo "bench/nvim.sh: server did not start: $*" >&2
-    cat "$work/server.err" >&2
-    exit 1
-  fi
-}
-stop_server() {
-  kill "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
-  server_pid=""
-}
+. bench/servers.sh
 
 # wf_big's pages, fetched once per version of the sandbox.
 pages="build/bench/nvim-pages-$(cat sandbox/server.py bench/prerender.sh | sha256sum | cut -c1-12)"
@@ -60,7 +35,7 @@ if [ ! -d "$pages" ]; then
   rm -rf build/bench/nvim-pages-*
   start_server python3 sandbox/server.py --port 0 --latency-ms 0
   sh bench/prerender.sh "$base" "$pages" wf_big:20000 >/dev/null 2>&1
-  stop_server
+  stop_servers
 fi
 
 mkdir -p "$(dirname "$OUT")"
@@ -100,7 +75,7 @@ for latency in 20 0; do
       walk "$latency" task "$prefetch"
     done
   done
-  stop_server
+  stop_servers
 done
 
 echo "== vim.schedule"

@@ -10,7 +10,10 @@
 -- longest_resume_ms<TAB>p99_resume_ms<TAB>longest_act_cpu_ms<TAB>longest_resume_cpu_ms<TAB>
 -- p99_resume_cpu_ms" (bench/nvim_walk.lua), "-<TAB>schedule<TAB>hop_us
 -- <TAB>median_ms<TAB>p99_ms<TAB>max_ms<TAB>n", and "meta<TAB>key<TAB>value".
-local format, concat, sort = string.format, table.concat, table.sort
+local numbers = require "bench.numbers"
+
+local format, concat = string.format, table.concat
+local split, median, thousands = numbers.split, numbers.median, numbers.thousands
 
 local M = {}
 
@@ -19,35 +22,10 @@ local HEADING = "## Inside Neovim"
 local WALL_WITHIN = 1.1
 local LONGEST_GAP_MS, P99_GAP_MS = 10, 3
 
-local function split(line)
-  local fields = {}
-  for field in (line .. "\t"):gmatch "([^\t]*)\t" do fields[#fields + 1] = field end
-  return fields
-end
-
-local function median(values)
-  local copy = {}
-  for i, v in ipairs(values) do copy[i] = v end
-  sort(copy)
-  local n = #copy
-  if n == 0 then return nil end
-  if n % 2 == 1 then return copy[(n + 1) // 2] end
-  return (copy[n // 2] + copy[n // 2 + 1]) / 2
-end
-
 local function worst(values)
   local most
   for _, v in ipairs(values) do if not most or v > most then most = v end end
   return most
-end
-
-local function thousands(n)
-  local text = format("%d", math.floor(n + 0.5))
-  repeat
-    local changed
-    text, changed = text:gsub("^(%d+)(%d%d%d)", "%1,%2")
-  until changed == 0
-  return text
 end
 
 local COLUMNS = { "wall", "ticks", "gap", "p99", "schedules", "act", "act_p99", "resume",

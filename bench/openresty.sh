@@ -9,25 +9,7 @@ cd "$(dirname "$0")/.."
 . tools/lib.sh
 
 work=$(mktemp -d /tmp/workflows-bench-openresty.XXXXXX)
-pids=""
-cleanup() {
-  for pid in $pids; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-started=0
-start_server() {  # start_server COMMAND...: sets $base to its URL
-  started=$((started + 1))
-  "$@" >"$work/server$started.out" 2>&1 &
-  pid=$!
-  pids="$pids $pid"
-  base=$(listening_url "$pid" "$work/server$started.out")
-}
+. bench/servers.sh
 
 pages="build/bench/pages-demo-$(cat sandbox/server.py bench/prerender.sh | sha256sum | cut -c1-12)"
 if [ ! -d "$pages" ]; then

@@ -11,6 +11,9 @@
 -- puts a section written elsewhere (bench/openresty.sh's bench/results/openresty.md)
 -- into OUT.md in place of its old copy, before "## Commands", and touches nothing
 -- else: `make bench-openresty` refreshes only its own rows.
+local numbers = require "bench.numbers"
+
+local split, median, thousands, ms = numbers.split, numbers.median, numbers.thousands, numbers.ms
 local samples_path, decode_path, out_path = arg[1], arg[2], arg[3]
 
 local OPENRESTY_SECTION = "bench/results/openresty.md"
@@ -46,7 +49,7 @@ if samples_path == "--section" then
   return
 end
 
-local format, concat, sort = string.format, table.concat, table.sort
+local format, concat = string.format, table.concat
 
 local function lines_of(path)
   local list = {}
@@ -54,20 +57,6 @@ local function lines_of(path)
     if line ~= "" then list[#list + 1] = line end
   end
   return list
-end
-
-local function split(line)
-  local fields = {}
-  for field in (line .. "\t"):gmatch "([^\t]*)\t" do fields[#fields + 1] = field end
-  return fields
-end
-
-local function median(values)
-  local copy = { table.unpack(values) }
-  sort(copy)
-  local n = #copy
-  if n % 2 == 1 then return copy[(n + 1) // 2] end
-  return (copy[n // 2] + copy[n // 2 + 1]) / 2
 end
 
 local function command_output(command)
@@ -136,17 +125,6 @@ for _, row in ipairs(rows) do
 end
 
 -- ----------------------------------------------------------------- formatting
-
-local function thousands(n)
-  local text = format("%d", math.floor(n + 0.5))
-  repeat
-    local changed
-    text, changed = text:gsub("^(%d+)(%d%d%d)", "%1,%2")
-  until changed == 0
-  return text
-end
-
-local function ms(seconds) return thousands(seconds * 1000) end
 
 local function range(values)
   local seen, list = {}, {}

@@ -30,37 +30,7 @@ work=$(mktemp -d /tmp/workflows-bench.XXXXXX)
 export BENCH_WORK="$work"
 export PYTHONDONTWRITEBYTECODE=1
 samples="$work/samples.tsv"
-pids=""      # the servers running now
-started=0    # servers started so far, to name their output files
-
-stop_servers() {
-  for pid in $pids; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=""
-}
-cleanup() {
-  stop_servers
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM   # the EXIT trap then stops the servers
-
-# start_server COMMAND...: runs it in the background, waits for its
-# "listening http://127.0.0.1:PORT" line and sets $base to that URL.
-start_server() {
-  started=$((started + 1))
-  out="$work/server$started.out"
-  "$@" >"$out" 2>"$work/server$started.err" &
-  server_pid=$!
-  pids="$pids $server_pid"
-  if ! base=$(listening_url "$server_pid" "$out"); then
-    echo "bench: server did not start: $*" >&2
-    cat "$work/server$started.err" >&2
-    exit 1
-  fi
-}
+. bench/servers.sh
 
 # measure GROUP SERVER RUNS WORKFLOW:RUNS ROW...  (rows against $base; see harness.lua)
 measure() {

@@ -36,35 +36,7 @@ work=$(mktemp -d /tmp/workflows-window.XXXXXX)
 export BENCH_WORK="$work"
 samples="$work/window.tsv"
 trace="$work/trace.txt"
-pids=""
-started=0
-
-stop_servers() {
-  for pid in $pids; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=""
-}
-cleanup() {
-  stop_servers
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_server() {
-  started=$((started + 1))
-  out="$work/server$started.out"
-  "$@" >"$out" 2>"$work/server$started.err" &
-  server_pid=$!
-  pids="$pids $server_pid"
-  if ! base=$(listening_url "$server_pid" "$out"); then
-    echo "window: server did not start: $*" >&2
-    cat "$work/server$started.err" >&2
-    exit 1
-  fi
-}
+. bench/servers.sh
 
 # The pages static_server serves (the same set bench/run.sh pre-renders).
 pages="build/bench/pages-$(cat sandbox/server.py bench/prerender.sh | sha256sum | cut -c1-12)"

@@ -6,36 +6,15 @@
 -- The section sits between the two marker lines below; it replaces an earlier one,
 -- or is added before "## Commands" (at the end if there is none), so that
 -- bench/run.sh's report and this one can be refreshed apart.
+local numbers = require "bench.numbers"
+
+local split, median, thousands, ms = numbers.split, numbers.median, numbers.thousands, numbers.ms
 local samples_path, trace_path, out_path = arg[1], arg[2], arg[3]
 local format, concat, sort = string.format, table.concat, table.sort
 
 local BEGIN = "<!-- window: begin (make bench-window writes this section) -->"
 local END = "<!-- window: end -->"
 
-local function split(line)
-  local fields = {}
-  for field in (line .. "\t"):gmatch "([^\t]*)\t" do fields[#fields + 1] = field end
-  return fields
-end
-
-local function median(values)
-  local copy = { table.unpack(values) }
-  sort(copy)
-  local n = #copy
-  if n == 0 then return nil end
-  if n % 2 == 1 then return copy[(n + 1) // 2] end
-  return (copy[n // 2] + copy[n // 2 + 1]) / 2
-end
-
-local function thousands(n)
-  local text = format("%d", math.floor(n + 0.5))
-  repeat
-    local changed
-    text, changed = text:gsub("^(%d+)(%d%d%d)", "%1,%2")
-  until changed == 0
-  return text
-end
-local function ms(seconds) return thousands(seconds * 1000) end
 
 local function spread(values)
   local seen, list = {}, {}

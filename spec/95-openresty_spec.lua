@@ -6,6 +6,7 @@
 -- handler and answers its JSON; the same chunk runs here on the curl transport.
 local nginx = require "spec.support.nginx"
 local sandbox = require "spec.support.sandbox"
+local cli = require "spec.support.cli"
 local cjson = require "cjson"
 
 local available, why = nginx.available()
@@ -66,17 +67,7 @@ return { runs_of = runs_of, error_of = error_of, page_of = page_of, walk = walk 
 
 local load_chunk = loadstring or load  -- luacheck: ignore (loadstring: Lua 5.1, LuaJIT)
 
-local function shell_quote(text)
-  return "'" .. tostring(text):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local file = io.open(path, "rb")
-  if not file then return nil end
-  local content = file:read("*a")
-  file:close()
-  return content
-end
+local shell_quote, read_file = cli.shell_quote, cli.read_file
 
 -- The /eval location: runs the posted chunk with `shared` (above), `workflows`,
 -- and `sb` (the sandbox's URL) in scope; the chunk returns a value to send as JSON.
@@ -561,29 +552,27 @@ describe("the nginx transport", function()
   end)
 
   describe("TLS", function()
+    -- A TLS location's JSON answer, decoded, and its text for failure messages.
     local function tls_answer(path)
       local _, body = server:get(path)
-      return body
+      return cjson.decode(body), body
     end
 
     it("fails as a certificate problem without lua_ssl_trusted_certificate", function()
-      local body = tls_answer("/tls_untrusted")
-      local result = cjson.decode(body)
+      local result, body = tls_answer("/tls_untrusted")
       assert.equal("network", result.kind, body)
       assert.matches("^TLS verification failed %(SSL certificate problem: .*lua_ssl_trusted_certificate",
         result.message)
     end)
 
     it("fails as a certificate problem with the wrong CA", function()
-      local body = tls_answer("/tls_wrong_ca")
-      local result = cjson.decode(body)
+      local result, body = tls_answer("/tls_wrong_ca")
       assert.equal("network", result.kind, body)
       assert.matches("^TLS verification failed %(SSL certificate problem: ", result.message)
     end)
 
     it("refuses a certificate that cannot be checked against an address", function()
-      local body = tls_answer("/tls_by_address")
-      local result = cjson.decode(body)
+      local result, body = tls_answer("/tls_by_address")
       assert.equal("network", result.kind, body)
       assert.equal("TLS verification failed (the certificate does not name 127.0.0.1)",
         result.message)
@@ -593,7 +582,7 @@ describe("the nginx transport", function()
     -- even when it refused the certificate, and closes the connection: the location
     -- makes every handshake, or the first, end that way.
     it("never sends on a connection whose certificate nginx refused without saying so", function()
-      local result = cjson.decode(tls_answer("/tls_silent_refusal?every=1"))
+      local result = tls_answer("/tls_silent_refusal?every=1")
       assert.equal("network", result.kind)
       assert.matches("^TLS verification failed %(nginx refused the server's certificate; its "
         .. "error log says why; inside nginx the trusted CAs are", result.message)
@@ -601,7 +590,7 @@ describe("the nginx transport", function()
     end)
 
     it("shakes hands afresh when nginx refused a certificate without saying so", function()
-      local result = cjson.decode(tls_answer("/tls_silent_refusal"))
+      local result = tls_answer("/tls_silent_refusal")
       assert.same({ items = 5, handshakes = 2 }, result)
     end)
 

@@ -10,7 +10,7 @@
 -- Every call checks the handle first: when the Lua state closes, luv may have
 -- collected a handle before the finalizer that retires it runs.
 
-local pcall, type = pcall, type
+local pcall = pcall
 
 local M = {}
 
@@ -48,7 +48,7 @@ function M.retire(handles, reaper, after)
     for i = 1, #handles do
       pcall(close, handles[i])
     end
-    if type(after) == "function" then after() end
+    if after then after() end
   end)
 end
 

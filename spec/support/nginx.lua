@@ -20,6 +20,8 @@
 --
 -- Specs call server:stop() in lazy_teardown, so that it runs when a test fails.
 
+local cli = require "spec.support.cli"
+
 local M = {}
 
 -- Started without the sanitizer runtime that make test-asan preloads into the
@@ -31,23 +33,7 @@ local MODULES = "/usr/lib/nginx/modules"
 local READY_TIMEOUT = 10
 local POLL_INTERVAL = 0.05
 
-local function shell_quote(text)
-  return "'" .. tostring(text):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local file = io.open(path, "rb")
-  if not file then return nil end
-  local content = file:read("*a")
-  file:close()
-  return content
-end
-
-local function write_file(path, content)
-  local file = assert(io.open(path, "wb"))
-  file:write(content)
-  file:close()
-end
+local shell_quote, read_file, write_file = cli.shell_quote, cli.read_file, cli.write_file
 
 local function command_output(command)
   local pipe = assert(io.popen(command))
