@@ -76,6 +76,38 @@ describe("workflows.errors", function()
         curl_code = 56, tls = nil }, 2)
       assert.same({ kind = "network", message = "reset", attempts = 2 }, fields(err))
     end)
+
+    it("gives the status to http errors only, whatever status line came before", function()
+      for _, kind in ipairs { "network", "timeout", "decode" } do
+        local err = errors.from_outcome({ ok = false, kind = kind, status = 200,
+          message = "Recv failure: Connection reset by peer", request_id = "req_1" }, 1)
+        assert.same({ kind = kind, message = "Recv failure: Connection reset by peer",
+          requestId = "req_1", attempts = 1 }, fields(err))
+      end
+    end)
+
+    it("says when a host that does not resolve is the built-in default base URL", function()
+      local outcome = { ok = false, kind = "network",
+        message = "Could not resolve host: api.example.com", curl_code = 6 }
+      assert.equal("workflows: network: Could not resolve host: api.example.com (the built-in "
+        .. "default base URL, used because no base_url was given and WORKFLOWS_BASE_URL is not "
+        .. "set)", tostring(errors.from_outcome(outcome, 1, nil, true)))
+      -- nginx's advice about its resolver would send the caller to the wrong fix
+      outcome.message = "Could not resolve host: api.example.com (nginx has no resolver: add a "
+        .. "resolver directive to nginx.conf, e.g. resolver 127.0.0.53;)"
+      assert.equal("Could not resolve host: api.example.com (the built-in default base URL, "
+        .. "used because no base_url was given and WORKFLOWS_BASE_URL is not set)",
+        errors.from_outcome(outcome, 1, nil, true).message)
+    end)
+
+    it("leaves the message alone when the base URL was given", function()
+      local outcome = { ok = false, kind = "network",
+        message = "Could not resolve host: api.example.com", curl_code = 6 }
+      assert.equal("Could not resolve host: api.example.com",
+        errors.from_outcome(outcome, 1, nil, false).message)
+      assert.equal("Could not resolve host: api.example.com",
+        errors.from_outcome(outcome, 1).message)
+    end)
   end)
 
   describe("invalid_argument()", function()

@@ -7,6 +7,9 @@ describe("workflows.retry", function()
     local cases = {
       { { kind = "network", message = "Connection refused" }, true },
       { { kind = "network", tls = true, message = "TLS verification failed" }, false },
+      { { kind = "network", message = "Could not resolve host: api.invalid" }, false },
+      { { kind = "network", message = "Could not resolve host: api.invalid (nginx has no "
+        .. "resolver: add a resolver directive to nginx.conf, e.g. resolver 127.0.0.53;)" }, false },
       { { kind = "timeout" }, true },
       { { kind = "http", status = 408 }, true },
       { { kind = "http", status = 429 }, true },
@@ -25,10 +28,26 @@ describe("workflows.retry", function()
     for _, case in ipairs(cases) do
       local outcome = case[1]
       it(("says %s for %s %s%s"):format(tostring(case[2]), outcome.kind,
-          tostring(outcome.status or ""), outcome.tls and " (tls)" or ""), function()
+          tostring(outcome.status or outcome.message or ""), outcome.tls and " (tls)" or ""), function()
         assert.equal(case[2], retry.is_retryable(outcome))
       end)
     end
+  end)
+
+  describe("unresolved_host()", function()
+    it("names the host of a failure to resolve, in libcurl's words and nginx's", function()
+      assert.equal("api.invalid", retry.unresolved_host { kind = "network",
+        message = "Could not resolve host: api.invalid" })
+      assert.equal("api.invalid", retry.unresolved_host { kind = "network",
+        message = "Could not resolve host: api.invalid (nginx has no resolver: ...)" })
+    end)
+
+    it("is nil for every other failure", function()
+      assert.is_nil(retry.unresolved_host { kind = "network", message = "Connection refused" })
+      assert.is_nil(retry.unresolved_host { kind = "network" })
+      assert.is_nil(retry.unresolved_host { kind = "timeout",
+        message = "Could not resolve host: api.invalid" })
+    end)
   end)
 
   describe("backoff()", function()

@@ -82,7 +82,7 @@ describe("list_runs() failures", function()
       local err, entries = failing(unique("fault=invalid_json"))
       assert.equal(1, #entries)
       assert.equal("decode", err.kind)
-      assert.equal(200, err.status)
+      assert.is_nil(err.status)  -- the status line said 200; the answer was no page
       assert.equal(1, err.attempts)
       assert.truthy(err.message:match("^invalid JSON: "), err.message)
       assert.equal(entries[1].request_id, err.requestId)
@@ -93,7 +93,7 @@ describe("list_runs() failures", function()
     it("the wrong shape is a decode error saying what was wrong and where", function()
       local err, entries = failing(unique("fault=wrong_shape"), { limit = 3 })
       assert.equal(1, #entries)
-      assert.same({ kind = "decode", status = 200, message =
+      assert.same({ kind = "decode", message =
         "data.items is an object, expected an array", requestId = entries[1].request_id,
         attempts = 1 }, fields(err))
     end)
@@ -103,7 +103,7 @@ describe("list_runs() failures", function()
         max_retries = 2 }
       local err, entries = failing(unique("fault=huge;huge_bytes=1048576"), nil, small)
       assert.equal(1, #entries)
-      assert.same({ kind = "decode", status = 200,
+      assert.same({ kind = "decode",
         message = "response body is larger than max_body_bytes (4096 bytes)",
         requestId = entries[1].request_id, attempts = 1 }, fields(err))
     end)
@@ -120,6 +120,7 @@ describe("list_runs() failures", function()
       local err, entries = failing(unique("fault=short"))
       assert.equal(2, #entries)
       assert.equal("network", err.kind)
+      assert.is_nil(err.status)
       assert.equal(2, err.attempts)
       assert.equal("string", type(err.message))
       assert.equal(entries[2].request_id, err.requestId)
@@ -127,10 +128,12 @@ describe("list_runs() failures", function()
         .. "; 2 attempts)", tostring(err))
     end)
 
-    it("a connection reset is a network error, retried", function()
+    it("a connection reset is a network error, retried, with no status", function()
       local err, entries = failing(unique("fault=reset"))
       assert.equal(2, #entries)
+      assert.equal(200, entries[2].status)  -- the status line went out before the reset
       assert.equal("network", err.kind)
+      assert.is_nil(err.status)
       assert.equal(2, err.attempts)
     end)
 
@@ -142,6 +145,20 @@ describe("list_runs() failures", function()
       assert.equal("network", err.kind)
       assert.is_nil(err.status)
       assert.equal(2, err.attempts)
+    end)
+
+    it("a host name that does not resolve fails at once, naming it", function()
+      local nowhere = workflows.new { base_url = "http://wf-nowhere.invalid", token = "t",
+        max_retries = 2 }
+      local started = os.time()
+      local page, err = nowhere:list_runs("wf_demo")
+      assert.is_nil(page)
+      assert.same({ kind = "network", message = "Could not resolve host: wf-nowhere.invalid",
+        attempts = 1 }, fields(err))
+      assert.equal("workflows: network: Could not resolve host: wf-nowhere.invalid",
+        tostring(err))
+      assert.is_true(os.time() - started <= 2)
+      nowhere:close()
     end)
 
     it("a server that never answers is a timeout after `timeout` seconds, retried", function()

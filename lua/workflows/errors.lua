@@ -146,17 +146,31 @@ local function http_message(outcome)
   return outcome.message
 end
 
+-- A client that was given no base URL talks to the built-in default, a host that
+-- does not exist; its failure must say so, or the caller looks for the fault in
+-- their DNS, proxy or nginx's resolver.
+local function default_base_url_message(host)
+  return format("Could not resolve host: %s (the built-in default base URL, used because "
+    .. "no base_url was given and WORKFLOWS_BASE_URL is not set)", host)
+end
+
 -- The error a failed attempt ends with, as the core reported it (doc/core.md).
 -- Servers may echo what they were sent, so `token` is kept out of its text;
 -- Retry-After is passed on only when it asked for more than the client sleeps.
-function M.from_outcome(outcome, attempts, token)
+-- `base_url_is_default` is true when the client runs on the built-in base URL.
+-- `status` is the HTTP status of an `http` error only: a transfer that failed
+-- after the status line (a reset, a cut body, a body that did not decode) did not
+-- answer with that status.
+function M.from_outcome(outcome, attempts, token, base_url_is_default)
   local message = outcome.message
   if outcome.kind == "http" then message = http_message(outcome) end
+  local host = base_url_is_default and retry.unresolved_host(outcome)
+  if host then message = default_base_url_message(host) end
   local retry_after = outcome.retry_after
   if retry_after and retry_after <= retry.LONGEST_WAIT then retry_after = nil end
   return new {
     kind = outcome.kind,
-    status = outcome.status,
+    status = outcome.kind == "http" and outcome.status or nil,
     code = outcome.code,
     message = without_secret(message, token),
     requestId = without_secret(outcome.request_id, token),

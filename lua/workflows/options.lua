@@ -243,6 +243,8 @@ function M.client(given, getenv)
           BASE_URL[3], describe(from_env))
       end
       config.base_url = from_env
+    else
+      config.base_url_is_default = true  -- errors then say why the client talks to it
     end
   end
   config.base_url = without_trailing_slashes(config.base_url)

@@ -98,11 +98,12 @@ local function collect(job, t)
     return finish(job, nil, errors.timeout(format("deadline exceeded during attempt %d (%s)",
       job.attempts, tostring(outcome.message)), job.attempts))
   end
-  local token = job.ctx.config.token
-  local wait = retry.delay(outcome, job.attempts, job.ctx.config.max_retries, job.ctx.random)
-  if not wait then return finish(job, nil, errors.from_outcome(outcome, job.attempts, token)) end
+  local config = job.ctx.config
+  local wait = retry.delay(outcome, job.attempts, config.max_retries, job.ctx.random)
+  local err = errors.from_outcome(outcome, job.attempts, config.token, config.base_url_is_default)
+  if not wait then return finish(job, nil, err) end
   if job.deadline_at and t + wait >= job.deadline_at then
-    local last = errors.headline(errors.from_outcome(outcome, job.attempts, token))
+    local last = errors.headline(err)
     return finish(job, nil, errors.timeout(format(
       "deadline exceeded: a %s wait before attempt %d would pass it (after %s)",
       errors.seconds(wait), job.attempts + 1, last), job.attempts))

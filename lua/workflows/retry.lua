@@ -2,6 +2,8 @@
 -- wait before it. Pure functions; the request layer does the waiting.
 
 local floor = math.floor
+local match = string.match
+local type = type
 
 local M = {}
 
@@ -13,11 +15,21 @@ M.LONGEST_WAIT = 60     -- seconds: a longer wait is handed back to the caller
 local RETRYABLE_STATUS = { [408] = true, [429] = true, [500] = true, [502] = true,
   [503] = true, [504] = true }
 
+-- The host name a network failure could not resolve, or nil. libcurl words the
+-- failure "Could not resolve host: NAME", and the cosocket transport words it as
+-- libcurl does, so one test serves every transport.
+function M.unresolved_host(outcome)
+  if outcome.kind ~= "network" or type(outcome.message) ~= "string" then return nil end
+  return match(outcome.message, "^Could not resolve host: ([^%s()]+)")
+end
+
 -- A certificate failure will fail the same way again; a body that did not
--- decode or was too large would come back the same.
+-- decode or was too large would come back the same. A name that did not resolve
+-- has had the resolver's own retries already, and a typo in the base URL would
+-- otherwise cost every backoff before the caller hears of it.
 function M.is_retryable(outcome)
   local kind = outcome.kind
-  if kind == "network" then return not outcome.tls end
+  if kind == "network" then return not outcome.tls and M.unresolved_host(outcome) == nil end
   if kind == "timeout" then return true end
   if kind == "http" then return RETRYABLE_STATUS[outcome.status] == true end
   return false
