@@ -31,36 +31,45 @@ external_dependencies = {
   },
 }
 
+-- luarocks' "builtin" back-end would compile in the checkout: its workflows/core.so
+-- would replace the one `make` built there, and src/*.o would stay behind.
+-- mk/rock.mk compiles the core into the tree being installed instead; the Lua
+-- modules are listed here, one by one, and install where builtin puts them.
 build = {
-  type = "builtin",
-  modules = {
-    ["workflows"] = "lua/workflows/init.lua",
-    ["workflows.errors"] = "lua/workflows/errors.lua",
-    ["workflows.handles"] = "lua/workflows/handles.lua",
-    ["workflows.http1"] = "lua/workflows/http1.lua",
-    ["workflows.options"] = "lua/workflows/options.lua",
-    ["workflows.pager"] = "lua/workflows/pager.lua",
-    ["workflows.recent"] = "lua/workflows/recent.lua",
-    ["workflows.request"] = "lua/workflows/request.lua",
-    ["workflows.retry"] = "lua/workflows/retry.lua",
-    ["workflows.tasks"] = "lua/workflows/tasks.lua",
-    ["workflows.window"] = "lua/workflows/window.lua",
-    ["workflows.transport"] = "lua/workflows/transport/init.lua",
-    ["workflows.transport.curl"] = "lua/workflows/transport/curl.lua",
-    ["workflows.transport.uv"] = "lua/workflows/transport/uv.lua",
-    ["workflows.transport.ngx"] = "lua/workflows/transport/ngx.lua",
-    ["workflows.cli.output"] = "lua/workflows/cli/output.lua",
-    ["workflows.core"] = {
-      sources = {
-        "src/core.c", "src/clock.c", "src/request.c", "src/transfer.c", "src/session.c",
-        "src/socket.c", "src/response.c", "src/decode.c",
-      },
-      libraries = { "curl", "m" },
-      incdirs = { "$(CURL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)" },
-    },
+  type = "make",
+  makefile = "mk/rock.mk",
+  build_pass = false,         -- the install pass compiles (mk/rock.mk says why)
+  build_variables = { CFLAGS = "$(CFLAGS)" },
+  install_target = "install",
+  install_variables = {
+    CC = "$(CC)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LIB_EXTENSION = "$(LIB_EXTENSION)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
+    LIBDIR = "$(LIBDIR)",
   },
   install = {
+    lua = {
+      ["workflows.init"] = "lua/workflows/init.lua",
+      ["workflows.errors"] = "lua/workflows/errors.lua",
+      ["workflows.handles"] = "lua/workflows/handles.lua",
+      ["workflows.http1"] = "lua/workflows/http1.lua",
+      ["workflows.options"] = "lua/workflows/options.lua",
+      ["workflows.pager"] = "lua/workflows/pager.lua",
+      ["workflows.recent"] = "lua/workflows/recent.lua",
+      ["workflows.request"] = "lua/workflows/request.lua",
+      ["workflows.retry"] = "lua/workflows/retry.lua",
+      ["workflows.tasks"] = "lua/workflows/tasks.lua",
+      ["workflows.window"] = "lua/workflows/window.lua",
+      ["workflows.transport.init"] = "lua/workflows/transport/init.lua",
+      ["workflows.transport.curl"] = "lua/workflows/transport/curl.lua",
+      ["workflows.transport.uv"] = "lua/workflows/transport/uv.lua",
+      ["workflows.transport.ngx"] = "lua/workflows/transport/ngx.lua",
+      ["workflows.cli.output"] = "lua/workflows/cli/output.lua",
+    },
     bin = { workflows = "bin/workflows" },
   },
 }

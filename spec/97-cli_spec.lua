@@ -296,6 +296,10 @@ describe("bin/workflows", function()
       local result = run { "runs", "--help" }
       assert.are.equal(0, result.code)
       assert.matches("^Usage: workflows runs ", result.stdout)
+      result = run { "--help" }
+      assert.are.equal(0, result.code)
+      assert.matches('README.md, sections "The command" and\n"Install the command" (', result.stdout,
+        1, true)
       result = run { "--version" }
       assert.are.same({ "workflows " .. workflows.VERSION, 0 }, { result.stdout:match("^(%S+ %S+)"), result.code })
     end)
@@ -371,35 +375,58 @@ describe("bin/workflows", function()
   -- failure in tools/run-tests.sh, so the test is only defined on 5.4.)
   describe("installed by luarocks make", function()
     if cli.lua_name() ~= "lua5.4" then return end
-    it("writes what the checkout's command writes", function()
-      local tree = os.tmpname()
+    local tree, log, built, core_before, objects_made
+    local core = cli.root .. "workflows/core.so"
+
+    lazy_setup(function()
+      tree = os.tmpname()
       os.remove(tree)
+      log = tree .. ".log"
+      core_before = cli.read_file(core)
+      local marker = tree .. ".marker"
+      cli.write_file(marker, "")
       local build = "luarocks --lua-version=5.4 make --tree=" .. cli.shell_quote(tree) .. " --deps-mode=none "
         .. 'CURL_INCDIR="$(pkg-config --variable=includedir libcurl)" '
-        .. cli.shell_quote(cli.root .. "lua-workflows-scm-1.rockspec") .. " >" .. cli.shell_quote(tree .. ".log")
+        .. cli.shell_quote(cli.root .. "lua-workflows-scm-1.rockspec") .. " >" .. cli.shell_quote(log)
         .. " 2>&1"
-      local built = os.execute(build)
-      finally(function()
-        os.execute("rm -rf " .. cli.shell_quote(tree) .. " " .. cli.shell_quote(tree .. ".log"))
-      end)
-      assert.is_true(built == true or built == 0, cli.read_file(tree .. ".log"))
-      local installed = {}
+      local status = os.execute(build)
+      built = status == true or status == 0
+      local pipe = assert(io.popen("find " .. cli.shell_quote(cli.root .. "src") .. " -name '*.o' -newer "
+        .. cli.shell_quote(marker)))
+      objects_made = pipe:read("*a")
+      pipe:close()
+      os.remove(marker)
+    end)
+
+    lazy_teardown(function()
+      if tree then os.execute("rm -rf " .. cli.shell_quote(tree) .. " " .. cli.shell_quote(log)) end
+    end)
+
+    it("leaves the checkout as it was: the core make built, and no object files", function()
+      assert.is_true(built, cli.read_file(log))
+      assert.are.equal("", objects_made)
+      assert.is_true(cli.read_file(core) == core_before, "luarocks make replaced " .. core)
+    end)
+
+    it("runs as installed, with no LUA_PATH or LUA_CPATH, from any directory", function()
+      assert.is_true(built, cli.read_file(log))
+      local installed = { LUA_PATH = false, LUA_CPATH = false, LUA_PATH_5_4 = false,
+        LUA_CPATH_5_4 = false }
       for k, v in pairs(env) do installed[k] = v end
-      installed.LUA_PATH = tree .. "/share/lua/5.4/?.lua;" .. tree .. "/share/lua/5.4/?/init.lua;;"
-      installed.LUA_CPATH = tree .. "/lib/lua/5.4/?.so;;"
-      -- the installed modules, not the checkout's, must be the ones it loads
-      local probe = cli.run({ "-e", 'io.write(package.searchpath("workflows", package.path), " ",'
-        .. ' package.searchpath("workflows.core", package.cpath))' },
-        { command = "lua5.4", env = installed })
-      assert.are.equal(tree .. "/share/lua/5.4/workflows/init.lua " .. tree .. "/lib/lua/5.4/workflows/core.so",
-        probe.stdout)
+      for _, cwd in ipairs { tree, "/" } do
+        local version = cli.run({ "--version" }, { command = tree .. "/bin/workflows", env = installed,
+          cwd = cwd })
+        assert.are.same({ "", 0 }, { version.stderr, version.code })
+        assert.are.equal("workflows " .. workflows.VERSION .. " (lua-workflows, Lua 5.4)\n",
+          version.stdout)
+      end
       for _, args in ipairs {
         { "runs", "wf_demo", "--format", "csv" },
         { "runs", "wf_demo", "--format", "json", "--fields", "id,totalCu" },
         { "page", "wf_demo", "--limit", "5" },
       } do
         local mine = run(args)
-        local theirs = run(args, { command = tree .. "/bin/workflows", env = installed })
+        local theirs = run(args, { command = tree .. "/bin/workflows", env = installed, cwd = tree })
         assert.are.same({ "", 0 }, { theirs.stderr, theirs.code })
         if args[1] == "page" then
           mine.stdout = mine.stdout:gsub('"requestId":"req_%x+"', "")

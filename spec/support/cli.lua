@@ -10,7 +10,7 @@
 -- command that reads the output, e.g. "head -1"; result.stdout is then its
 -- output), sigpipe_ignored (run with SIGPIPE ignored), pty (run under `script`,
 -- stdout redirected to a file unless pty_stdout), interrupt_after (seconds,
--- then SIGINT).
+-- then SIGINT), cwd (the directory to run it in; give `command` an absolute path).
 
 local M = {}
 
@@ -133,6 +133,7 @@ function M.run(args, options)
       .. "; echo $? >" .. shell_quote(rc)
   end
   if options.sigpipe_ignored then body = "trap '' PIPE; " .. body end
+  if options.cwd then body = "cd " .. shell_quote(options.cwd) .. " || exit; " .. body end
   if options.stdin then
     local input = os.tmpname()
     write_file(input, options.stdin)

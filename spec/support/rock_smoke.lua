@@ -15,6 +15,7 @@ for file in io.popen("cd lua && find workflows -name '*.lua' ! -name types.lua |
 end
 
 local workflows = require "workflows"
+local cjson = require "cjson"
 local sandbox = require("spec.support.sandbox").start {}
 local ok, err = pcall(function()
   local client = workflows.new { base_url = sandbox.url, token = sandbox.token }
@@ -23,7 +24,17 @@ local ok, err = pcall(function()
   local count = 0
   for _ in client:runs("wf_demo") do count = count + 1 end
   assert(count == 250, "expected 250 runs, got " .. count)
+
+  -- the installed command, as a user runs it: no paths set, from another directory
+  local pipe = assert(io.popen("cd / && env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4"
+    .. " WORKFLOWS_BASE_URL='" .. sandbox.url .. "' WORKFLOWS_API_TOKEN='" .. sandbox.token .. "' '"
+    .. tree .. "/bin/workflows' page wf_demo --limit 3 2>&1"))
+  local output = pipe:read("*a")
+  pipe:close()
+  local decoded = cjson.decode(output:match("^{.*}\n$") or "null")
+  assert(type(decoded) == "table" and #decoded.items == 3,
+    "the installed command did not list a page:\n" .. output)
 end)
 sandbox:stop()
 assert(ok, err)
-print("the installed rock lists wf_demo's 250 runs")
+print("the installed rock lists wf_demo's 250 runs, and its command a page")
