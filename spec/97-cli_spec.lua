@@ -347,6 +347,18 @@ describe("bin/workflows", function()
       assert.are.equal("3 pages, 250 runs\n", result.stderr:gsub(", [%d,]+ runs/s", ""))
     end)
 
+    it("gives the rate over the real time the walk took, under a second too", function()
+      -- three pages one after the other, each 200 ms late: 0.6 s at least
+      local result = run { "runs", id_of("latency=200"), "--progress", "--prefetch", "0" }
+      assert.are.equal(0, result.code)
+      local rate = result.stderr:match("^3 pages, 250 runs, ([%d,]+) runs/s\n$")
+      assert.is_not_nil(rate, result.stderr)
+      rate = tonumber((rate:gsub(",", "")))
+      -- no faster than 250 runs in 0.6 s, no slower than 250 runs in the process's lifetime
+      assert.is_true(rate <= 250 / 0.6 + 1, rate .. " runs/s")
+      assert.is_true(rate >= 250 / (result.ms / 1000), rate .. " runs/s in " .. result.ms .. " ms")
+    end)
+
     it("shows progress on stderr, and --quiet silences it", function()
       local result = run({ "runs", "wf_demo" }, { pty = true })
       assert.are.equal(0, result.code)
