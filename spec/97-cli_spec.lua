@@ -292,6 +292,19 @@ describe("bin/workflows", function()
       assert.is_true(result.ms < 4000, "took " .. result.ms .. " ms")
     end)
 
+    it("1 at once when no base URL was given, saying so", function()
+      local resolves = os.execute("getent hosts api.example.com >/dev/null 2>&1")
+      if resolves == true or resolves == 0 then
+        return pending("api.example.com resolves here")
+      end
+      local result = run({ "page", "wf_demo" }, { env = { WORKFLOWS_API_TOKEN = TOKEN } })
+      assert.are.same({ "", 1 }, { result.stdout, result.code })
+      assert.are.equal("workflows: network: Could not resolve host: api.example.com (the built-in "
+        .. "default base URL, used because no --base-url was given and WORKFLOWS_BASE_URL is not "
+        .. "set)\n", result.stderr)
+      assert.is_true(result.ms < 2000, result.ms .. " ms")
+    end)
+
     it("0 for --help and --version", function()
       local result = run { "runs", "--help" }
       assert.are.equal(0, result.code)
