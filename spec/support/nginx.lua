@@ -12,9 +12,13 @@
 --     setenv = { NAME = "value" },  -- set for nginx, and passed on
 --     log_level = "debug", -- error_log level (default "info")
 --     workers = nil,       -- nil: one process, no master (the default)
+--     unset = { "NAME" },  -- environment variables nginx must not see
 --   }
+--   nginx.start { prefix = dir, conf = function(port) return text end, ready = "/ping" }
+--                        -- a whole nginx.conf of one's own (an example's), written to
+--                        -- dir/nginx.conf; `ready` answers 200 once it runs
 --   server.url, server.port, server.prefix, server.pid
---   server:get(path [, headers]) -> status, body   (with curl)
+--   server:get(path [, max_time]) -> status, body, content type   (with curl)
 --   server:error_log()          -> the error log's text
 --   server:stop()               -> SIGTERM (then SIGKILL), by pid; idempotent
 --
@@ -126,12 +130,15 @@ local Server = {}
 Server.__index = Server
 
 local function try_start(options, root)
-  local prefix = command_output("mktemp -d"):gsub("%s+$", "")
+  local prefix = options.prefix or command_output("mktemp -d"):gsub("%s+$", "")
   local port = free_port()
   local conf = prefix .. "/nginx.conf"
-  write_file(conf, config_text(options, root, prefix, port))
+  write_file(conf, options.conf and options.conf(port) or config_text(options, root, prefix, port))
   local out = prefix .. "/stdout.log"
   local assignments = {}
+  for _, name in ipairs(options.unset or {}) do
+    assignments[#assignments + 1] = "unset " .. name .. "; "
+  end
   for name, value in pairs(options.setenv or {}) do
     assignments[#assignments + 1] = name .. "=" .. shell_quote(value) .. " "
   end
@@ -148,7 +155,7 @@ local function try_start(options, root)
       server:stop()
       return nil, why
     end
-    local status = server:get("/__ready")
+    local status = server:get(options.ready or "/__ready")
     if status == 200 then return server end
     sleep(POLL_INTERVAL)
   end
@@ -170,14 +177,17 @@ function M.start(options)
   error("nginx did not start: " .. tostring(why), 2)
 end
 
--- GET `path` with the curl tool: the status and the body. `max_time` in seconds.
+-- GET `path` with the curl tool: the status, the body and the Content-Type.
+-- `max_time` in seconds.
 function Server:get(path, max_time)
   local body_path = os.tmpname()
-  local status = command_output(CURL .. " -s -o " .. shell_quote(body_path) .. " -w '%{http_code}'"
-    .. " --max-time " .. (max_time or 60) .. " " .. shell_quote(self.url .. path))
+  local written = command_output(CURL .. " -s -o " .. shell_quote(body_path)
+    .. " -w '%{http_code} %{content_type}' --max-time " .. (max_time or 60) .. " "
+    .. shell_quote(self.url .. path))
   local body = read_file(body_path)
   os.remove(body_path)
-  return tonumber(status), body
+  local status, content_type = written:match("^(%d+) ?(.*)$")
+  return tonumber(status), body, content_type
 end
 
 function Server:error_log()
