@@ -112,3 +112,47 @@ describe_nvim("the Neovim plugin (examples/nvim)", function()
     assert.not_matches("ERROR", text)
   end)
 end)
+
+describe_nvim("the Neovim plugin without a core built for LuaJIT", function()
+  local scratch
+
+  lazy_teardown(function()
+    if scratch then os.execute("rm -rf '" .. scratch .. "'") end
+  end)
+
+  it("says in one line what to build, and to run :checkhealth", function()
+    assert(succeeded "make -s >/dev/null", "make failed")  -- Lua 5.4's ./workflows/core.so
+    local pipe = assert(io.popen("pwd"))
+    local root = pipe:read("*l")
+    pipe:close()
+    scratch = os.tmpname()
+    -- a library with its Lua files only; an empty directory; one holding the core
+    -- that `make` builds for Lua 5.4, as Neovim started in the checkout finds it
+    assert(succeeded(("rm -f '%s' && mkdir -p '%s/library' '%s/empty' '%s/other/workflows' && "
+      .. "ln -s '%s/lua' '%s/library/lua' && cp '%s/workflows/core.so' '%s/other/workflows/'")
+      :format(scratch, scratch, scratch, scratch, root, scratch, root, scratch)))
+    local out = scratch .. "/report.json"
+    local command = table.concat({
+      "cd '" .. scratch .. "' &&",
+      "env -u LD_PRELOAD -u WORKFLOWS_BASE_URL",
+      "WF_OUT='" .. out .. "'",
+      "WF_LIBRARY='" .. scratch .. "/library'",
+      "WF_DIRS='" .. scratch .. "/empty:" .. scratch .. "/other'",
+      "WORKFLOWS_API_TOKEN=t",
+      "timeout 60 nvim --headless -u NONE --cmd 'set rtp+=" .. root .. "/examples/nvim'",
+      "-c 'luafile " .. root .. "/spec/support/nvim_plugin_no_core.lua' -c 'qa!' >/dev/null 2>&1",
+    }, " ")
+    assert(succeeded(command), "nvim failed: " .. command)
+    local file = assert(io.open(out))
+    local report = cjson.decode(file:read "*a")
+    file:close()
+    assert.is_true(report.ok, report.error)
+    local advice = "run `make LUA=luajit` in " .. scratch .. "/library, then :checkhealth workflow_runs"
+    assert.same({
+      { message = "workflow_runs: the lua-workflows core is not built for LuaJIT: " .. advice,
+        level = 4 },
+      { message = "workflow_runs: the lua-workflows core found is not one for LuaJIT: " .. advice,
+        level = 4 },
+    }, report.notes)
+  end)
+end)

@@ -18,12 +18,13 @@ function M.check()
   local report = reporter()
   local runs = require "workflow_runs"
   report.start("workflow_runs: the lua-workflows library")
-  local workflows, problem = runs.library()
+  local workflows, problem, message = runs.library()
   if not workflows then
     report.error("cannot load the library: " .. tostring(problem), {
       "build the core for LuaJIT: make LUA=luajit (in the lua-workflows checkout)",
       "or point setup { library = \"/path/to/lua-workflows\" } at it",
     })
+    report.info("require said: " .. tostring(message))
     return
   end
   local core = require "workflows.core"

@@ -62,11 +62,39 @@ function M.config()
   return copy
 end
 
--- The library, or nil and why it cannot be loaded.
+-- Why the library did not load, in one line that says what to do: require's own
+-- message lists every path it tried, twenty lines that bury the one fact that
+-- matters. :checkhealth shows that whole message.
+local function load_problem(message)
+  local root = config.library or bundled_library() or "the lua-workflows checkout"
+  if message:find("module 'workflows.core' not found", 1, true) then
+    return ("the lua-workflows core is not built for LuaJIT: run `make LUA=luajit` in %s, "
+      .. "then :checkhealth workflow_runs"):format(root)
+  end
+  -- found, but not loadable: another Lua's build, such as make's ./workflows/core.so
+  -- for Lua 5.4 when Neovim runs in the checkout
+  if message:find("'workflows.core'", 1, true) then
+    return ("the lua-workflows core found is not one for LuaJIT: run `make LUA=luajit` in %s, "
+      .. "then :checkhealth workflow_runs"):format(root)
+  end
+  if message:find("module 'workflows' not found", 1, true) then
+    return 'lua-workflows is not on the paths: setup { library = "/path/to/lua-workflows" }, '
+      .. "then :checkhealth workflow_runs"
+  end
+  return message:match("^[^\n]*") .. " (:checkhealth workflow_runs shows more)"
+end
+
+-- The library, or nil, why it cannot be loaded in one line, and require's message.
 function M.library()
   if not config.library then add_library(bundled_library()) end
   local ok, workflows = pcall(require, "workflows")
-  if not ok then return nil, workflows end
+  if not ok then
+    -- LuaJIT leaves a marker behind a failed require, and every later require of the
+    -- module would fail with "loop or previous error": without it, a core built
+    -- meanwhile loads on the next try
+    if type(package.loaded.workflows) ~= "table" then package.loaded.workflows = nil end
+    return nil, load_problem(tostring(workflows)), tostring(workflows)
+  end
   return workflows
 end
 
