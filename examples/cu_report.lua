@@ -2,7 +2,13 @@
 --
 --   lua5.4 examples/cu_report.lua [WORKFLOW_ID]
 --
--- WORKFLOWS_BASE_URL and WORKFLOWS_API_TOKEN say which server and token to use.
+-- WORKFLOWS_BASE_URL and WORKFLOWS_API_TOKEN say which server and token to use. With
+-- the rock installed, that is all; from the root of a checkout, after `make`, the
+-- checkout's Lua files go on the path. Against the sandbox:
+--
+--   python3 sandbox/server.py --port 8080 &
+--   WORKFLOWS_BASE_URL=http://127.0.0.1:8080 WORKFLOWS_API_TOKEN=sandbox-token \
+--     LUA_PATH="lua/?.lua;lua/?/init.lua;;" lua5.4 examples/cu_report.lua wf_demo
 local workflows = require "workflows"
 
 local workflow_id = arg[1] or "wf_demo"
