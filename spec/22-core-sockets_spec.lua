@@ -57,13 +57,15 @@ function Driver:apply()
     local fd, what = sockets[i], sockets[i + 1]
     self.log[#self.log + 1] = { fd, what }
     local watcher = self.watchers[fd]
-    if what == "remove" then
+    if what == "remove" or what == "close" then
       if watcher then
         watcher:stop()
         watcher:close()
         self.watchers[fd] = nil
       end
-      self.removed[#self.removed + 1] = { fd = fd, open_at_remove = fd_open(fd) }
+      if what == "remove" then
+        self.removed[#self.removed + 1] = { fd = fd, open_at_remove = fd_open(fd) }
+      end
     else
       if not watcher then
         watcher = uv.new_poll(fd)
@@ -218,9 +220,17 @@ describe_luv("core.socket_session()", function()
     assert.equal("number", type(sockets[1]))
     assert.equal("w", sockets[2])
     assert.is_false(transfer:done())
+    local fd = sockets[1]
     transfer:release()
-    sockets = s:changes()                       -- the aborted connection goes
-    assert.same({ sockets[1], "remove" }, { sockets[#sockets - 1], sockets[#sockets] })
+    -- the aborted connection goes: libcurl 7.88 closes a connecting socket itself,
+    -- without the close callback, so the session reports that it is closed
+    sockets = s:changes()
+    local reported = {}
+    for i = 1, #sockets, 2 do reported[#reported + 1] = sockets[i] .. " " .. sockets[i + 1] end
+    assert.same({ fd .. " remove", fd .. " close" }, reported)
+    if not fd_open(fd) then
+      assert.same({}, (s:changes()))             -- reported once
+    end
     s:close()
   end)
 

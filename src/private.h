@@ -69,7 +69,9 @@ typedef struct wf_session {
   curl_socket_t *closing;
   size_t closing_count, closing_cap;
   size_t closable;               /* how many of them were queued before the last changes() */
-  size_t open_sockets;           /* opened through the open callback, not yet closed */
+  /* descriptors opened through the open callback and not closed through the close one */
+  curl_socket_t *open;
+  size_t open_count, open_cap;
 } wf_session;
 
 enum wf_transfer_state { WF_RUNNING, WF_DONE, WF_RELEASED, WF_CANCELLED };
@@ -149,5 +151,6 @@ CURLMcode wf_socket_setup_multi(wf_session *s);
 CURLcode wf_socket_setup_easy(wf_session *s, CURL *easy);
 void wf_socket_close_all(wf_session *s);
 void wf_socket_free(wf_session *s);
+void wf_socket_sweep(wf_session *s);
 
 #endif

@@ -15,6 +15,14 @@
 ** with the connection, so connections closed later from the cache, or by
 ** curl_multi_cleanup, are queued the same way; session:close closes every queued one.
 ** on_open reserves a queue slot for each socket it opens, so on_close never allocates.
+**
+** libcurl 7.88 does not always go through on_close: taking a transfer out of the multi
+** handle while it connects closes its socket at once, with or without a "remove". So
+** the session also keeps the descriptors it opened, and after every call into libcurl
+** reports each one that is no longer open as "close", the loop's sign to drop its
+** watcher before another socket takes the number. A number that comes back from
+** on_open while still listed was closed that way too, and is reported in its place in
+** the order of changes.
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE               /* SOCK_CLOEXEC */
@@ -24,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -51,29 +61,60 @@ static int reserve_closing(wf_session *s, size_t need) {
   return ok;
 }
 
+/* "close": a change the core adds, after libcurl's own CURL_POLL_* values. */
+#define WF_POLL_CLOSE (CURL_POLL_REMOVE + 1)
+
+static int record_change(wf_session *s, curl_socket_t fd, int what) {
+  void *array = s->changes;
+  int ok = reserve(&array, &s->change_cap, s->change_count + 1, sizeof *s->changes);
+  s->changes = (wf_socket_change *)array;
+  if (!ok) {
+    s->changes_lost = 1;
+    return 0;
+  }
+  s->changes[s->change_count].fd = fd;
+  s->changes[s->change_count].what = what;
+  s->change_count++;
+  return 1;
+}
+
+/* Forgets fd as open; 1 if it was listed. */
+static int forget_open(wf_session *s, curl_socket_t fd) {
+  size_t i;
+  for (i = 0; i < s->open_count; i++) {
+    if (s->open[i] == fd) {
+      s->open[i] = s->open[--s->open_count];
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Reports every listed descriptor that libcurl closed without on_close. */
+void wf_socket_sweep(wf_session *s) {
+  size_t i = 0;
+  while (i < s->open_count) {
+    curl_socket_t fd = s->open[i];
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      s->open[i] = s->open[--s->open_count];
+      record_change(s, fd, WF_POLL_CLOSE);
+    } else {
+      i++;
+    }
+  }
+}
+
 /* ------------------------------------------------------- libcurl callbacks */
 /* They only record: no Lua call, nothing that raises, nothing that blocks. */
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp) {
   wf_session *s = (wf_session *)clientp;
-  void *array = s->changes;
-  int ok;
   (void)easy;
   (void)socketp;
   assert(s->in_libcurl > 0);
-  ok = reserve(&array, &s->change_cap, s->change_count + 1, sizeof *s->changes);
-  s->changes = (wf_socket_change *)array;
-  if (!ok) {
-    s->changes_lost = 1;
-    return -1;                                /* libcurl aborts the transfers */
-  }
-  s->changes[s->change_count].fd = fd;
-  s->changes[s->change_count].what = what;
-  s->change_count++;
-  return 0;
+  return record_change(s, fd, what) ? 0 : -1;   /* -1: libcurl aborts the transfers */
 }
 
-/* Coalesced: only the latest value counts. -1 stops the timer. */
 static int on_timer(CURLM *multi, long timeout_ms, void *clientp) {
   wf_session *s = (wf_session *)clientp;
   (void)multi;
@@ -85,19 +126,30 @@ static int on_timer(CURLM *multi, long timeout_ms, void *clientp) {
 
 static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
   wf_session *s = (wf_session *)clientp;
+  void *array = s->open;
   curl_socket_t fd;
+  int ok;
   assert(s->in_libcurl > 0);
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
-  if (!reserve_closing(s, s->closing_count + s->open_sockets + 1)) return CURL_SOCKET_BAD;
+  if (!reserve_closing(s, s->closing_count + s->open_count + 1)) return CURL_SOCKET_BAD;
+  ok = reserve(&array, &s->open_cap, s->open_count + 1, sizeof *s->open);
+  s->open = (curl_socket_t *)array;
+  if (!ok) return CURL_SOCKET_BAD;
   fd = socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
-  if (fd != CURL_SOCKET_BAD) s->open_sockets++;
+  if (fd == CURL_SOCKET_BAD) return fd;
+  /* still listed: libcurl closed the old socket of that number behind on_close */
+  if (forget_open(s, fd) && !record_change(s, fd, WF_POLL_CLOSE)) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  s->open[s->open_count++] = fd;
   return fd;
 }
 
 static int on_close(void *clientp, curl_socket_t fd) {
   wf_session *s = (wf_session *)clientp;
   assert(s->in_libcurl > 0);
-  if (s->open_sockets > 0) s->open_sockets--;
+  forget_open(s, fd);
   if (!reserve_closing(s, s->closing_count + 1)) return close(fd);   /* not ours: cannot wait */
   s->closing[s->closing_count++] = fd;
   return 0;
@@ -138,9 +190,11 @@ void wf_socket_close_all(wf_session *s) {
 void wf_socket_free(wf_session *s) {
   free(s->changes);
   free(s->closing);
+  free(s->open);
   s->changes = NULL;
   s->closing = NULL;
-  s->change_count = s->change_cap = s->closing_cap = 0;
+  s->open = NULL;
+  s->change_count = s->change_cap = s->closing_cap = s->open_count = s->open_cap = 0;
 }
 
 /* ------------------------------------------------------------ methods */
@@ -153,6 +207,7 @@ static wf_session *check_socket_session(lua_State *L, int i) {
 
 /* After a libcurl call: raise for its failure or a lost change, else collect. */
 static int after_action(lua_State *L, wf_session *s, CURLMcode mrc) {
+  wf_socket_sweep(s);
   if (s->changes_lost)
     return luaL_error(L, "out of memory while recording socket changes");
   if (mrc != CURLM_OK)
@@ -195,22 +250,33 @@ static int session_timer_expired(lua_State *L) {
 }
 
 /*
-** session:changes() -> sockets, timer. Pushes { fd, what, ... } in libcurl's order
-** and the timer (nil: unchanged, -1: stop, else milliseconds), and empties the record.
+** session:changes() -> sockets, timer. Pushes { fd, what, ... } in libcurl's order,
+** then { fd, "close" } for each descriptor queued for closing since the last call, and
+** the timer (nil: unchanged, -1: stop, else milliseconds), and empties the record.
 ** The descriptors queued for closing so far become closable by close_removed().
+**
+** libcurl does not always say "remove" before it closes a socket it asked to have
+** watched (a connection closed after its easy handle left the multi handle), so the
+** "close" entries are what tells the loop to drop a watcher before the number is freed.
 */
 static int session_changes(lua_State *L) {
   /* CURL_POLL_NONE (never sent by libcurl 7.88) asks to watch nothing: "remove" too */
-  static const char *const whats[] = { "remove", "r", "w", "rw", "remove" };
+  static const char *const whats[] = { "remove", "r", "w", "rw", "remove", "close" };
   wf_session *s = check_socket_session(L, 1);
-  size_t i;
-  lua_createtable(L, (int)(s->change_count * 2), 0);
+  size_t i, n = 0;
+  lua_createtable(L, (int)((s->change_count + s->closing_count - s->closable) * 2), 0);
   for (i = 0; i < s->change_count; i++) {
     int what = s->changes[i].what;
     lua_pushinteger(L, (lua_Integer)s->changes[i].fd);
-    lua_rawseti(L, -2, (int)(2 * i + 1));
-    lua_pushstring(L, what >= 0 && what <= CURL_POLL_REMOVE ? whats[what] : "remove");
-    lua_rawseti(L, -2, (int)(2 * i + 2));
+    lua_rawseti(L, -2, (int)(++n));
+    lua_pushstring(L, what >= 0 && what <= WF_POLL_CLOSE ? whats[what] : "remove");
+    lua_rawseti(L, -2, (int)(++n));
+  }
+  for (i = s->closable; i < s->closing_count; i++) {
+    lua_pushinteger(L, (lua_Integer)s->closing[i]);
+    lua_rawseti(L, -2, (int)(++n));
+    lua_pushliteral(L, "close");
+    lua_rawseti(L, -2, (int)(++n));
   }
   s->change_count = 0;
   s->closable = s->closing_count;

@@ -57,6 +57,7 @@ void wf_transfer_end_attempt(wf_transfer *t) {
       s->in_libcurl++;
       mrc = curl_multi_remove_handle(s->multi, t->easy);
       s->in_libcurl--;
+      if (s->socket_mode) wf_socket_sweep(s);
     }
     /* A handle that could not be taken out is not fit for reuse; cleanup detaches it. */
     if (mrc == CURLM_OK) {
