@@ -10,7 +10,7 @@
 -- Every call checks the handle first: when the Lua state closes, luv may have
 -- collected a handle before the finalizer that retires it runs.
 
-local pcall = pcall
+local pcall, setmetatable = pcall, setmetatable
 
 local M = {}
 
@@ -50,6 +50,46 @@ function M.retire(handles, reaper, after)
     end
     if after then after() end
   end)
+end
+
+-- ------------------------------------------------------------ finalizers
+
+--[[ A finalizer runs inside whatever callback or collection step triggered it, so it
+never calls libuv to stop or close anything: it queues the work on its loop's reaper,
+which runs it from a loop callback of its own on the next turn. The reaper is one
+async handle per loop, made in ordinary code (never in a finalizer). It is unreferenced
+while idle, so it never keeps the loop alive; queuing references it until the work has
+run, so that a loop about to end turns once more and settles what was dropped. ]]
+local reapers = setmetatable({}, { __mode = "k" })
+
+local function reap(reaper)
+  local queue = reaper.queue
+  reaper.queue = {}
+  for i = 1, #queue do pcall(queue[i]) end
+  if #reaper.queue == 0 and usable(reaper.async) then reaper.async:unref() end
+end
+
+-- The reaper of `loop` (the luv module), made on first use. Not from a finalizer.
+function M.reaper(loop)
+  local reaper = reapers[loop]
+  if reaper then return reaper end
+  reaper = { queue = {} }
+  reaper.async = loop.new_async(function() reap(reaper) end)
+  reaper.async:unref()
+  reapers[loop] = reaper
+  return reaper
+end
+
+-- Runs `fn` from the loop on its next turn. Safe in a finalizer: it only queues, and
+-- wakes the loop with uv_async_send, which neither fails nor closes anything. When the
+-- Lua state is closing (the async handle is gone), nothing runs: the process is ending
+-- and luv closes what is left.
+function M.later(reaper, fn)
+  local async = reaper.async
+  if not usable(async) then return end
+  reaper.queue[#reaper.queue + 1] = fn
+  async:ref()
+  async:send()
 end
 
 return M

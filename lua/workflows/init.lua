@@ -16,7 +16,8 @@ local retry = require "workflows.retry"
 local transport = require "workflows.transport"
 local tasks = require "workflows.tasks"
 
-local setmetatable, getmetatable, error, type = setmetatable, getmetatable, error, type
+local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
+  pcall
 local ipairs = ipairs
 local format, floor = string.format, math.floor
 local getenv = os.getenv
@@ -68,11 +69,13 @@ local function random_seed()
   return floor(core.time() * 1000) + floor(core.now() * 1e6) + clients_made * 7919
 end
 
--- Releases what the client holds: tasks, transfers, connections, loop handles.
+-- Releases what the client holds: tasks, transfers, connections, loop handles. A
+-- task that closes its own client is not cancelled: it ends as its body does, and
+-- its later calls fail with "the client is closed".
 local function close_context(ctx)
   if ctx.closed then return end
   ctx.closed = true
-  ctx.tasks.cancel_all(errors.invalid_argument(CLOSED))
+  ctx.tasks.cancel_all(errors.invalid_argument(CLOSED), ctx.tasks.running())
   for _, name in ipairs { "loop_transport", "blocking_transport" } do
     if ctx[name] then
       ctx[name]:close()
@@ -83,19 +86,34 @@ local function close_context(ctx)
   if cosockets then cosockets.close_for_request(ctx) end
 end
 
--- Closes the context when the client is collected without client:close(): the
--- loop's handles would otherwise keep its transfers and descriptors alive. The
--- guard does not reference the client, only what it must close.
+-- The client was collected without client:close(). This runs in a finalizer, in
+-- whatever code the collection interrupted, so it never calls the host: each transport
+-- only queues its release for its own next turn (doc/lifecycle.md). Inside nginx there
+-- is nothing to do: the request that made a transport ends its threads and cosockets.
+local function abandon_context(ctx)
+  if ctx.closed then return end
+  ctx.closed = true
+  for _, name in ipairs { "loop_transport", "blocking_transport" } do
+    if ctx[name] then
+      ctx[name]:abandon()
+      ctx[name] = nil
+    end
+  end
+end
+
+-- The guard does not reference the client, only what it must release; while a task
+-- or a walk runs, it holds the client, so no finalizer runs under it.
 local guards = setmetatable({}, { __mode = "k" })
 local newproxy = newproxy  -- luacheck: ignore (Lua 5.1 and LuaJIT only)
 
 local function collection_guard(ctx)
+  local function on_collect() pcall(abandon_context, ctx) end
   if newproxy then
     local guard = newproxy(true)
-    getmetatable(guard).__gc = function() close_context(ctx) end
+    getmetatable(guard).__gc = on_collect
     return guard
   end
-  return setmetatable({}, { __gc = function() close_context(ctx) end })
+  return setmetatable({}, { __gc = on_collect })
 end
 
 function M.new(given)

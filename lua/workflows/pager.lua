@@ -72,17 +72,26 @@ function Handle:close()
 end
 Handle.__close = Handle.close
 
--- A walk dropped without close() (a `break` where there are no closing values)
--- releases what it has in flight when collected: transfers free themselves, but
--- light threads inside nginx would run on. Lua 5.2+ finalizes tables; 5.1 and
--- LuaJIT need a userdata.
+-- A walk dropped without close() (a `break` where there are no closing values) is
+-- abandoned when collected. That runs in a finalizer, inside whatever code the
+-- collection interrupted (another request, a loop callback), so it never calls the
+-- host: each transport releases the pages in flight on its own next turn
+-- (doc/lifecycle.md). Lua 5.2+ finalizes tables; 5.1 and LuaJIT need a userdata.
 -- A finalizer must not raise: the error would surface in unrelated code.
-function Walk:__gc() pcall(Walk.close, self) end
+function Walk:abandon()
+  if self.closed then return end
+  self.closed = true
+  for _, job in ipairs(self.queue) do request.drop(job) end
+  self.queue = {}
+  self.items = nil
+end
+
+function Walk:__gc() pcall(Walk.abandon, self) end
 local newproxy = newproxy  -- luacheck: ignore (Lua 5.1 and LuaJIT only)
 local function collection_guard(walk)
   if not newproxy then return nil end
   local guard = newproxy(true)
-  getmetatable(guard).__gc = function() pcall(Walk.close, walk) end
+  getmetatable(guard).__gc = function() pcall(Walk.abandon, walk) end
   return guard
 end
 

@@ -155,4 +155,11 @@ function M.stop(job)
   job.attempt, job.retry_at, job.finished = nil, nil, true
 end
 
+-- Stops `job` from a finalizer: its transport releases the attempt in flight on its
+-- own next turn (transport:drop never calls the host).
+function M.drop(job)
+  if job.attempt then job.transport:drop(job.attempt) end
+  job.attempt, job.retry_at, job.finished = nil, nil, true
+end
+
 return M

@@ -243,12 +243,18 @@ function M.registry(ctx)
     cancel(task, errors.cancelled("the task was cancelled"))
   end
 
-  function registry.cancel_all(err)
+  -- Cancels every task but `spared` (the task that closes its own client, which
+  -- then ends as its body does).
+  function registry.cancel_all(err, spared)
     local task = next(live)
     while task do
-      state_of[task].quiet = true
-      cancel(task, err)
-      task = next(live)
+      if task == spared then
+        task = next(live, task)
+      else
+        state_of[task].quiet = true
+        cancel(task, err)
+        task = next(live)
+      end
     end
   end
 

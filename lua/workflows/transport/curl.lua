@@ -49,6 +49,15 @@ function Transport:running()
   return self.session and self.session:running() or 0
 end
 
+-- From a finalizer. Releasing a transfer is the core's own work (its collection does
+-- the same); libcurl is never inside a call here, since the core runs no Lua there.
+function Transport.drop(_, attempt)
+  attempt:release()
+end
+
+-- From a finalizer: the session's own finalizer closes it, once collected with the client.
+function Transport.abandon() end
+
 function Transport:close()
   if self.session then
     self.session:close()

@@ -35,6 +35,9 @@ local DEFAULTS = {
   slice = 0.0005,
 }
 
+-- nginx's shortest sleep: ngx.sleep rounds to whole milliseconds.
+local SHORTEST_WAIT = 0.001
+
 -- Phases in which cosockets, light threads and semaphores work.
 local COSOCKET_PHASES = { rewrite = true, server_rewrite = true, access = true,
   content = true, timer = true, ssl_cert = true, ssl_session_fetch = true,
@@ -125,6 +128,11 @@ local function capitalised(text)
   return upper(sub(text, 1, 1)) .. sub(text, 2)
 end
 
+-- The outcome of an attempt whose walk was dropped: nobody reads it.
+local function abandoned_failure()
+  return failure("network", "the attempt was abandoned")
+end
+
 local function timed_out(started, received)
   return failure("timeout", format(
     "request timed out (Operation timed out after %d milliseconds with %d bytes received)",
@@ -206,11 +214,13 @@ end
 -- Reads one response from `sock` until the parser has it all. Returns the parser,
 -- or nil, a failure outcome and whether the connection ended before any byte came
 -- (a pooled connection the server had closed: worth another).
-local function receive(sock, parser, deadline, started, read_size)
+local function receive(sock, parser, deadline, started, read_size, attempt)
   while true do
     local left = deadline - now()
     local complete, problem, outcome
-    if left <= 0 then
+    if attempt.abandoned then
+      outcome = abandoned_failure()
+    elseif left <= 0 then
       outcome = timed_out(started, parser.received)
     else
       sock:settimeout(ms(left))
@@ -340,13 +350,18 @@ local function exchange(attempt, ngx)
       started, pool_size)
     if not sock then return reused_or_failure end
     local reused = reused_or_failure
+    if attempt.abandoned then
+      sock:close()
+      attempt.sock = nil
+      return abandoned_failure()
+    end
     sock:settimeouts(ms(connect_for), ms(deadline - now()), ms(deadline - now()))
     local sent, send_err = sock:send(payload)
     local parser, problem, stale
     if sent then
       local fresh = http1.response_parser(request.max_body_bytes)
       fresh.request, fresh.reused = request, reused
-      parser, problem, stale = receive(sock, fresh, deadline, started, DEFAULTS.read_size)
+      parser, problem, stale = receive(sock, fresh, deadline, started, DEFAULTS.read_size, attempt)
     elseif send_err == "timeout" then
       problem = timed_out(started, 0)
     else
@@ -378,7 +393,7 @@ local function exchange(attempt, ngx)
     end
     sock:close()
     attempt.sock = nil
-    if not (stale and reused) then return problem end
+    if not (stale and reused) or attempt.abandoned then return problem end
   end
   return failure("network", "Empty reply from server")
 end
@@ -442,6 +457,14 @@ function Attempt:release()
   end
 end
 
+-- From a finalizer (a walk dropped without close()), which may run in another
+-- request or a timer, where this attempt's thread and socket must not be touched:
+-- only marks it. Its thread sees the mark at its next step, closes its socket and
+-- ends; nginx ends it anyway with the request that made it.
+function Attempt:abandon()
+  self.abandoned = true
+end
+
 -- -------------------------------------------------------------- transports
 
 local Transport = {}
@@ -489,7 +512,9 @@ end
 
 function Transport:wait(seconds)
   check_request(self)
-  if seconds < 0 then seconds = 0 end
+  -- nginx runs a shorter sleep as ngx.sleep(0), which logs a warning each time and
+  -- returns at once: a caller waiting for a due time would spin
+  if seconds < SHORTEST_WAIT then seconds = SHORTEST_WAIT end
   if self.count > 0 then
     self.sema:wait(seconds)
   else
@@ -498,6 +523,14 @@ function Transport:wait(seconds)
 end
 
 function Transport.flush() end  -- each attempt's thread sends at once
+
+function Transport.drop(_, attempt)
+  attempt:abandon()
+end
+
+-- The client was collected: its transports belong to requests, which end their
+-- threads and cosockets themselves.
+function Transport.abandon() end
 
 function Transport:running()
   return self.count
@@ -524,6 +557,8 @@ function Refusal.wait() end
 function Refusal.flush() end
 function Refusal.running() return 0 end
 function Refusal.close() end
+function Refusal.drop() end
+function Refusal.abandon() end
 
 -- The per-request transports, keyed by this private table inside ngx.ctx.
 local REQUEST_KEY = {}
