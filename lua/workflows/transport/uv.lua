@@ -316,17 +316,28 @@ function Transport:wait(seconds)
   self.seen[task] = self.completions
 end
 
--- Releases every attempt that `task` started (the task was cancelled or ended).
+-- Releases every attempt that `task` started (the task was cancelled or ended). On
+-- the loop's next turn libcurl's timeouts run once, so that it stops a timer it no
+-- longer needs and the loop may end.
 function Transport:release_owned(task)
+  local released = false
   for attempt, owner in pairs(self.owners) do
-    if owner == task then attempt:release() end
+    if owner == task then
+      attempt:release()
+      released = true
+    end
   end
   self.waiting[task] = nil
+  local session = self.session
+  if released and session then
+    handles.later(self.reaper, function() self:act(session.timer_expired) end)
+  end
 end
 
 -- From a finalizer (a walk dropped without close()): only queues; the release and
 -- what libcurl then asks for happen on the loop's next turn.
 function Transport:drop(attempt)
+  if attempt.released then return end   -- its task ended or was cancelled: done already
   handles.later(self.reaper, function() attempt:release() end)
 end
 
