@@ -17,8 +17,10 @@
 -- Counters (lua_shared_dict careless, which outlives a crashed worker):
 --   walks         walks started          breaks        walks broken out of early
 --   clients       clients made           closed        clients closed by the handler
---   collections   collectgarbage() calls timers        timers started
+--   collections   GET /careless/collect  loop_collections  collectgarbage() in a loop body
+--   timers        timers started
 --   timers_done   timers whose walks ran to their break (or failed: timer_errors)
+--   exits         walking handlers that ended with ngx.exit(200)
 --   errors        handlers that raised
 -- luacheck: globals ngx
 
@@ -35,8 +37,10 @@ local PARAMETERS = {
   clients = { 1, 4 },    -- clients made, each with one walk
   limit = { 10, 100 },   -- runs a page: bigger pages, more garbage, more collections
   collect = { 0, 30 },   -- collectgarbage() every that many runs inside the loop (0: never)
+  exit = { 0, 1 },       -- 1: ngx.exit(200) once answered, which ends the light threads
+                         -- of the pages still in flight
 }
-local ORDER = { "prefetch", "stop", "latency", "clients", "limit", "collect" }
+local ORDER = { "prefetch", "stop", "latency", "clients", "limit", "collect", "exit" }
 
 -- The options for spec.support.nginx's start(): the locations, the counters, and
 -- the sandbox's URL in $CARELESS_SB. `extra` adds fields (workers, log_level).
@@ -109,7 +113,7 @@ local function walks(chosen, proper)
       taken = taken + 1
       if chosen.collect > 0 and taken % chosen.collect == 0 then
         collectgarbage()
-        count("collections")
+        count("loop_collections")
       end
       if taken >= chosen.stop then
         count("breaks")
@@ -137,7 +141,12 @@ local function answer(body, ...)
 end
 
 function M.walk()
-  answer(walks, parameters(), false)
+  local chosen = parameters()
+  answer(walks, chosen, false)
+  if chosen.exit == 1 then
+    count("exits")
+    ngx.exit(ngx.HTTP_OK)
+  end
 end
 
 function M.proper()
