@@ -58,3 +58,4 @@ clean:
 
 include mk/reliability.mk
 include mk/bench.mk
+include mk/soak.mk
