@@ -103,7 +103,8 @@ local function serialised(value)
 end
 
 local function write_report()
-  if vim then report.messages = vim.api.nvim_exec("messages", true) end
+  -- not from a luv callback, where Neovim's API raises (E5560)
+  if vim and not vim.in_fast_event() then report.messages = vim.api.nvim_exec("messages", true) end
   local file = assert(io.open(REPORT, "w"))
   file:write("return ", serialised(report), "\n")
   file:close()
@@ -168,11 +169,12 @@ local function cancel_later(task, ms)
 end
 
 -- "soak": one new client with one to three tasks. Its fate: dropped at once (most),
--- closed from the last task's on_done, or closed by the last task's own body.
+-- closed from the last task's on_done, or closed by its only task's own body (with
+-- more tasks, that would end the others with "the client is closed", as it should).
 local function launch()
   local client = new_client()
-  local tasks = math.random(1, 3)
   local fate = math.random(10)
+  local tasks = fate == 10 and 1 or math.random(1, 3)
   local left = tasks
   local function closed_after()
     left = left - 1
