@@ -231,6 +231,7 @@ collector:start(COLLECT_EVERY_MS, COLLECT_EVERY_MS, function()
 end)
 
 report.descriptors_before = descriptors()
+write_report()  -- a first report: a script killed early still leaves one
 
 local stopped = false
 local function stop_collecting()
@@ -251,7 +252,7 @@ if MODE == "soak" then
       return
     end
     -- the counters so far, for a script that gets killed before its end
-    if now - written_at > 1e9 then
+    if now - written_at > 2.5e8 then
       written_at = now
       write_report()
     end
