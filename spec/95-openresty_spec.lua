@@ -388,15 +388,17 @@ describe("the nginx transport", function()
     it("counts and releases a client's attempts in the running request", function()
       local result = run_in(server, sb.url, [[
         local cosockets = require "workflows.transport.ngx"
-        local ctx = { config = { pool_size = 4, pool_idle_timeout = 5 } }
-        local transport = cosockets.for_request(ctx)
+        local registry = require "workflows.transport"
+        local client = { config = { pool_size = 4, pool_idle_timeout = 5, transport = "auto" },
+          transports = {} }
+        local transport = registry.current(client)
         local attempt = transport:start { url = SB .. "/v1/workflows/wf_demo%3Blatency%3D400/runs",
           token = "sandbox-token", timeout = 5, connect_timeout = 1 }
-        local running = cosockets.running_for_request(ctx)
-        cosockets.close_for_request(ctx)
-        cosockets.close_for_request(ctx)
-        return { running = running, after = cosockets.running_for_request(ctx),
-          done = attempt:done(), same = cosockets.for_request(ctx) == transport }
+        local running = registry.in_flight(client)
+        registry.close_all(client)
+        registry.close_all(client)
+        return { running = running, after = registry.in_flight(client),
+          done = attempt:done(), same = cosockets.transport_for(client) == transport }
       ]])
       assert.same({ running = 1, after = 0, done = false, same = false }, result)
     end)

@@ -18,10 +18,8 @@ local tasks = require "workflows.tasks"
 
 local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
   pcall
-local ipairs = ipairs
 local format, floor = string.format, math.floor
 local getenv = os.getenv
-local package = package
 
 local M = {}
 
@@ -76,29 +74,16 @@ local function close_context(ctx)
   if ctx.closed then return end
   ctx.closed = true
   ctx.tasks.cancel_all(errors.invalid_argument(CLOSED), ctx.tasks.running())
-  for _, name in ipairs { "loop_transport", "blocking_transport" } do
-    if ctx[name] then
-      ctx[name]:close()
-      ctx[name] = nil
-    end
-  end
-  local cosockets = package.loaded["workflows.transport.ngx"]
-  if cosockets then cosockets.close_for_request(ctx) end
+  transport.close_all(ctx)
 end
 
 -- The client was collected without client:close(). This runs in a finalizer, in
 -- whatever code the collection interrupted, so it never calls the host: each transport
--- only queues its release for its own next turn (doc/lifecycle.md). Inside nginx there
--- is nothing to do: the request that made a transport ends its threads and cosockets.
+-- only queues its release for its own next turn (doc/lifecycle.md).
 local function abandon_context(ctx)
   if ctx.closed then return end
   ctx.closed = true
-  for _, name in ipairs { "loop_transport", "blocking_transport" } do
-    if ctx[name] then
-      ctx[name]:abandon()
-      ctx[name] = nil
-    end
-  end
+  transport.abandon_all(ctx)
 end
 
 -- The guard does not reference the client, only what it must release; while a task
@@ -120,6 +105,16 @@ function M.new(given)
   local config, problem = options.client(given, getenv)
   if not config then misuse(problem) end
   if config.user_agent == nil then config.user_agent = default_user_agent() end
+  --[[ The client's state, which each layer gets (doc/transport.md names what a
+  transport reads of it):
+    config         the checked options, defaults filled in (token included)
+    token_problem  why the token cannot be sent, reported by every call; or nil
+    debug          WORKFLOWS_DEBUG=1: one stderr line per attempt
+    random         the retry jitter's source
+    loop           the libuv binding, or nil
+    tasks          the client's tasks (workflows.tasks)
+    transports     name -> the client's own transport of that module, made on first use
+    closed         client:close() ran, or the client was collected ]]
   local ctx = {
     config = config,
     -- checked once here; reported by every call, since a missing token is
@@ -128,8 +123,10 @@ function M.new(given)
     debug = getenv("WORKFLOWS_DEBUG") == "1",
     random = retry.random_source(random_seed()),
     loop = config.loop,
+    transports = {},
+    closed = false,
   }
-  ctx.tasks = tasks.registry(ctx)
+  ctx.tasks = tasks.registry(ctx.loop, function(task) transport.release_task(ctx, task) end)
   local client = setmetatable({}, Client)
   contexts[client] = ctx
   guards[client] = collection_guard(ctx)
@@ -224,13 +221,7 @@ end
 
 -- Transfers in flight on this client's connections, from every call and walk.
 function Client:in_flight()
-  local ctx = context_or_raise(self, "in_flight")
-  local count = 0
-  if ctx.blocking_transport then count = count + ctx.blocking_transport:running() end
-  if ctx.loop_transport then count = count + ctx.loop_transport:running() end
-  local cosockets = package.loaded["workflows.transport.ngx"]
-  if cosockets then count = count + cosockets.running_for_request(ctx) end
-  return count
+  return transport.in_flight(context_or_raise(self, "in_flight"))
 end
 
 -- Cancels every task and transfer and closes the client's connections now,

@@ -21,7 +21,7 @@ local DEFAULTS = {
   prefetch_cap = 8,
   max_body_bytes = 32 * 1024 * 1024,
   walk_limit = 100,       -- page size of runs/pages when no limit is given
-  transport = "auto",     -- cosockets inside nginx, libcurl elsewhere
+  transport = "auto",     -- the registry's choice (workflows.transport)
   pool_size = 30,         -- inside nginx: kept-alive connections per host and port
   pool_idle_timeout = 60, -- inside nginx: seconds an idle pooled connection is kept
 }
@@ -134,12 +134,13 @@ local function luv_module(v)
     and type(v.new_poll) == "function"
 end
 local LOOP = { "loop", luv_module, 'a libuv binding such as vim.uv, vim.loop or require "luv"' }
-local TRANSPORTS = { "auto", "ngx", "curl" }
+-- The names the transport registry knows: options name no transport of their own.
+local TRANSPORTS = require("workflows.transport").names()
 local function transport_name(v)
   for _, name in ipairs(TRANSPORTS) do if v == name then return true end end
   return false
 end
-local TRANSPORT = { "transport", transport_name, 'one of "auto", "ngx", "curl"' }
+local TRANSPORT = { "transport", transport_name, 'one of "' .. concat(TRANSPORTS, '", "') .. '"' }
 local POOL_SIZE = { "pool_size", positive_integer, "a positive integer" }
 local POOL_IDLE_TIMEOUT = { "pool_idle_timeout", positive_number, "a positive number" }
 local CA_FILE = { "ca_file", non_empty_string, "a non-empty string" }

@@ -69,8 +69,9 @@ local function schedule_of(loop)
   end
 end
 
---[[ The tasks of one client. `ctx.loop` is the luv module (vim.uv, vim.loop or
-require "luv"). A task's private state:
+--[[ The tasks of one client. `loop` is the luv module (vim.uv, vim.loop or
+require "luv"), or nil; `release_owned(task)` releases what a task started, when it
+ends or is cancelled. A task's private state:
   co          its coroutine
   client      the client, kept alive while the task runs (it closes when collected)
   on_done     called once with (true) or (false, err) when it ends
@@ -80,15 +81,11 @@ require "luv"). A task's private state:
   idle        its idle handle, made on first pass, retired when it ends
   resumed_at  loop.hrtime() when it was last resumed
   wake_queued a resume is scheduled and not yet run ]]
-function M.registry(ctx)
+function M.registry(loop, release_owned)
   local by_coroutine = setmetatable({}, { __mode = "k" })
   local live = {}                 -- task handle -> true while not done
   local schedule
   local registry = {}
-
-  local function release_owned(task)
-    if ctx.loop_transport then ctx.loop_transport:release_owned(task) end
-  end
 
   local function finish(task, ok, err)
     local s = state_of[task]
@@ -137,7 +134,7 @@ function M.registry(ctx)
     s.wake_queued = false
     if s.state ~= "pending" and s.state ~= "sleeping" then return end
     s.state = "running"
-    s.resumed_at = ctx.loop.hrtime()
+    s.resumed_at = loop.hrtime()
     local co = s.co
     return resumed(task, s, co, resume(co))
   end
@@ -158,7 +155,7 @@ function M.registry(ctx)
       registry = registry, client = client }
     state_of[task] = s
     live[task] = true
-    if not ctx.loop then
+    if not loop then
       s.state = "running"
       finish_resumed(task, pcall(body))
       return task
@@ -166,7 +163,7 @@ function M.registry(ctx)
     local co = create(body)
     s.co = co
     by_coroutine[co] = task
-    schedule = schedule or schedule_of(ctx.loop)
+    schedule = schedule or schedule_of(loop)
     wake(task)
     return task
   end
@@ -188,7 +185,7 @@ function M.registry(ctx)
     -- A 0 ms timer started from a timer callback would fire in the same pass of
     -- the loop, which then never moves on: wait at least 1 ms.
     if ms < 1 then ms = 1 end
-    if not s.timer then s.timer = ctx.loop.new_timer() end
+    if not s.timer then s.timer = loop.new_timer() end
     s.timer:start(ms - ms % 1, 0, function() wake(task) end)
     s.state = "sleeping"
     yield()
@@ -207,7 +204,7 @@ function M.registry(ctx)
     while s.state == "done" do yield() end
     local idle = s.idle
     if not idle then
-      idle = ctx.loop.new_idle()
+      idle = loop.new_idle()
       s.idle = idle
     end
     idle:start(function()
@@ -223,7 +220,7 @@ function M.registry(ctx)
   -- true once the running task has held the loop for HOLD_NS since it was resumed:
   -- time to pass, even though it could go on.
   function registry.held_long(task)
-    return ctx.loop.hrtime() - state_of[task].resumed_at >= HOLD_NS
+    return loop.hrtime() - state_of[task].resumed_at >= HOLD_NS
   end
 
   local function cancel(task, err)

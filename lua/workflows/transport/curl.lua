@@ -8,12 +8,25 @@ local sleep = core.sleep
 
 local M = {}
 
+M.names = { "curl" }
+
 local Transport = {}
 Transport.__index = Transport
 
-function M.new()
-  return setmetatable({ session = nil }, Transport)
+-- Serves whatever no other transport claims.
+function M.claims() return true end
+
+-- The client's transport, made on first use.
+function M.transport_for(client)
+  local transport = client.transports.curl
+  if not transport then
+    transport = setmetatable({ session = nil }, Transport)
+    client.transports.curl = transport
+  end
+  return transport
 end
+
+function M.found(client) return client.transports.curl end
 
 -- One session for the client's life: every call and walk rides its connections.
 local function session_of(self)
@@ -57,6 +70,9 @@ end
 
 -- From a finalizer: the session's own finalizer closes it, once collected with the client.
 function Transport.abandon() end
+
+-- Nothing of a task's: tasks never use this transport.
+function Transport.release_task() end
 
 function Transport:close()
   if self.session then

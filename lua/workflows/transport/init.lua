@@ -1,69 +1,117 @@
---[[ Transports: the one place where the layer waits.
+--[[ Transports: the one place where the layer waits, and their registry.
 
 A transport carries HTTP attempts for one client and does every wait of the layer:
 for an answer, for a backoff, for a Retry-After. The request jobs, the pager, the
 options, the errors and the retry policy only plan; they never block, sleep or
-yield, and they do not know which transport runs them. doc/transport.md describes
-the interface; in short, a transport has
+yield, and they do not know which transport runs them. doc/transport.md is the
+whole contract: what a transport module exports and what its transports do.
 
-  transport:start(request) -> attempt   begins one attempt at once and never waits;
-                                        `request` is the core's request table
-                                        (doc/core.md)
-  attempt:done() -> boolean             true once the attempt has an outcome
-  attempt:result() -> outcome           the core's outcome table (doc/core.md)
-  attempt:release()                     frees it, stopping it when still running;
-                                        idempotent
-  transport:wait(seconds)               returns once an attempt has finished, or
-                                        after `seconds`, whichever is first (or
-                                        earlier: callers check again)
-  transport:flush()                     puts attempts started since the last wait
-                                        on the wire now, without waiting
-  transport:close()                     releases everything it holds
-
-This module picks the transport of the running code (`M.current`) and holds the
-only wait loop (`M.await`). ]]
+This module holds the registry (which transport serves the running code), the
+client-wide operations over a client's transports (close, abandon, in flight, a
+task's end), and the only wait loop (`M.await`). ]]
 
 local request = require "workflows.request"
 local errors = require "workflows.errors"
 local core = require "workflows.core"
 
-local error, rawget = error, rawget
+local error, require, ipairs, pairs, pcall = error, require, ipairs, pairs, pcall
 
 local now = core.now
 
 local M = {}
 
--- Longest single wait: a wait ends as soon as something happens, so this only
--- bounds how long one can be mistaken for.
-local LONGEST_WAIT = 1
+-- A wait ends as soon as something happens, so this only bounds how long one wait can
+-- be mistaken for.
+local LONGEST_SINGLE_WAIT = 1
 
--- Picks, in order: the transport of the host (cosockets inside nginx), the loop's
--- transport inside one of the client's tasks, the blocking libcurl transport.
--- Each kind is made once per client, on first use.
-function M.current(ctx)
-  -- only a walk begun before client:close() can get here after it
-  if ctx.closed then error(errors.invalid_argument("the client is closed"), 0) end
-  -- inside nginx, cosockets (or a refusal where they do not work); never libcurl
-  -- unless asked for by name
-  local choice = ctx.config and ctx.config.transport
-  if choice == "ngx" or (choice ~= "curl" and rawget(_G, "ngx") ~= nil) then
-    local cosockets = require "workflows.transport.ngx"
-    if choice == "ngx" or cosockets.inside_nginx() then return cosockets.for_request(ctx) end
+-- The registry: the transport modules, in the order they are asked whether the running
+-- code is theirs. The last one serves anything. A transport joins with its line here.
+local MODULES = {
+  "workflows.transport.ngx",      -- inside nginx: cosockets
+  "workflows.transport.uv",       -- inside a task of a client with a libuv loop
+  "workflows.transport.curl",     -- anywhere else: blocking libcurl
+}
+
+local loaded
+
+local function modules()
+  if not loaded then
+    loaded = {}
+    for i, name in ipairs(MODULES) do loaded[i] = require(name) end
   end
-  if ctx.loop and ctx.tasks and ctx.tasks.running() then
-    local loop_transport = ctx.loop_transport
-    if not loop_transport then
-      loop_transport = require("workflows.transport.uv").new(ctx)
-      ctx.loop_transport = loop_transport
+  return loaded
+end
+
+-- The values the `transport` option takes: "auto" and every name a module answers to.
+function M.names()
+  local names, seen = { "auto" }, { auto = true }
+  for _, module in ipairs(modules()) do
+    for _, name in ipairs(module.names) do
+      if not seen[name] then
+        seen[name] = true
+        names[#names + 1] = name
+      end
     end
-    return loop_transport
   end
-  local blocking = ctx.blocking_transport
-  if not blocking then
-    blocking = require("workflows.transport.curl").new(ctx)
-    ctx.blocking_transport = blocking
+  return names
+end
+
+local function answers_to(module, choice)
+  if choice == "auto" then return true end
+  for _, name in ipairs(module.names) do
+    if name == choice then return true end
   end
-  return blocking
+  return false
+end
+
+-- The transport of the running code for `client` (the client's state, doc/transport.md):
+-- the first module, among those the `transport` option allows, that claims the running
+-- code; failing that the last one it allows (which then says why it cannot serve, as
+-- the nginx one does outside nginx). Each makes its transport on first use.
+function M.current(client)
+  -- only a walk begun before client:close() can get here after it
+  if client.closed then error(errors.invalid_argument("the client is closed"), 0) end
+  local choice = client.config.transport
+  local fallback
+  for _, module in ipairs(modules()) do
+    if answers_to(module, choice) then
+      if module.claims(client) then return module.transport_for(client) end
+      fallback = module
+    end
+  end
+  return fallback.transport_for(client)
+end
+
+-- Calls `fn(transport)` for each transport `client` has where the running code can
+-- reach it (its own, and those of the running request inside nginx).
+local function each(client, fn)
+  for _, module in ipairs(modules()) do
+    local transport = module.found(client)
+    if transport then fn(transport) end
+  end
+end
+
+-- client:close(): releases every transport of `client` reachable here.
+function M.close_all(client)
+  each(client, function(transport) transport:close() end)
+end
+
+-- A finalizer's: `client` was collected. Only the transports it owns, and only their
+-- abandon(), which never calls the host.
+function M.abandon_all(client)
+  for _, transport in pairs(client.transports) do pcall(transport.abandon, transport) end
+end
+
+-- Attempts in flight on `client`'s transports reachable here.
+function M.in_flight(client)
+  local count = 0
+  each(client, function(transport) count = count + transport:running() end)
+  return count
+end
+
+-- A task of `client` ended or was cancelled: each transport releases what it started.
+function M.release_task(client, task)
+  for _, transport in pairs(client.transports) do transport:release_task(task) end
 end
 
 -- Returns once `job` has finished, moving every job of `jobs` (which holds `job`)
@@ -76,7 +124,7 @@ function M.await(job, jobs)
     local t = now()
     local due = request.advance(jobs, t)
     if job.finished then return waited end
-    local wait = LONGEST_WAIT
+    local wait = LONGEST_SINGLE_WAIT
     if due and due - t < wait then wait = due - t end
     if wait < 0 then wait = 0 end
     local before = now()

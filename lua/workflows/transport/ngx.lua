@@ -26,9 +26,7 @@ local now = core.now
 
 local M = {}
 
-local DEFAULTS = {
-  pool_size = 30,          -- nginx's own default (lua_socket_pool_size)
-  pool_idle_timeout = 60,  -- seconds (lua_socket_keepalive_timeout)
+local TUNING = {
   read_size = 65536,       -- bytes asked of the socket at a time
   -- seconds of decoding in one turn of nginx's event loop after which a page waits
   -- for a later turn (see take_turn)
@@ -260,7 +258,7 @@ local function take_turn(ngx)
   for _ = 1, 4 do
     local began = ngx.now()
     if turn.began ~= began then turn.began, turn.decoding = began, 0 end
-    if turn.decoding < DEFAULTS.slice then return end
+    if turn.decoding < TUNING.slice then return end
     ngx.sleep(0.001)
   end
 end
@@ -333,15 +331,15 @@ end
 
 -- One attempt from connect to outcome; runs on the attempt's light thread.
 local function exchange(attempt, ngx)
-  local request, config = attempt.request, attempt.config
+  local request, settings = attempt.request, attempt.settings
   local started = now()
-  local deadline = started + (request.timeout or 30)
+  local deadline = started + request.timeout
   local target = target_of(request.url)
   if not target then
     return failure("network", "unsupported URL for the nginx transport: " .. tostring(request.url))
   end
-  local pool_size = config.pool_size or DEFAULTS.pool_size
-  local idle_ms = ms(config.pool_idle_timeout or DEFAULTS.pool_idle_timeout)
+  local pool_size = settings.pool_size
+  local idle_ms = ms(settings.pool_idle_timeout)
   local payload = request_bytes(request, target)
   -- A pooled connection the server has closed meanwhile fails before any byte of an
   -- answer; each such one is dropped and the next taken, then a fresh one.
@@ -361,7 +359,7 @@ local function exchange(attempt, ngx)
     if sent then
       local fresh = http1.response_parser(request.max_body_bytes)
       fresh.request, fresh.reused = request, reused
-      parser, problem, stale = receive(sock, fresh, deadline, started, DEFAULTS.read_size, attempt)
+      parser, problem, stale = receive(sock, fresh, deadline, started, TUNING.read_size, attempt)
     elseif send_err == "timeout" then
       problem = timed_out(started, 0)
     else
@@ -470,9 +468,10 @@ end
 local Transport = {}
 Transport.__index = Transport
 
-local function new_transport(ctx, ngx)
+-- `settings`: the client's pool_size and pool_idle_timeout.
+local function new_transport(settings, ngx)
   return setmetatable({
-    ctx = ctx,
+    settings = settings,
     ngx = ngx,
     request_ctx = ngx.ctx,
     sema = require("ngx.semaphore").new(0),
@@ -493,7 +492,7 @@ end
 function Transport:start(request)
   local ngx = self.ngx
   local attempt = setmetatable({ transport = self, ngx = ngx, request = request,
-    config = self.ctx.config, outcome = nil, released = false }, Attempt)
+    settings = self.settings, outcome = nil, released = false }, Attempt)
   if self.closed then
     attempt.outcome = failure("network", "the nginx transport is closed")
     return attempt
@@ -532,6 +531,9 @@ end
 -- threads and cosockets themselves.
 function Transport.abandon() end
 
+-- Nothing of a task's: tasks run on a libuv loop, never inside nginx.
+function Transport.release_task() end
+
 function Transport:running()
   return self.count
 end
@@ -559,13 +561,23 @@ function Refusal.running() return 0 end
 function Refusal.close() end
 function Refusal.drop() end
 function Refusal.abandon() end
+function Refusal.release_task() end
+
+-- -------------------------------------------------------------- the registry's
+
+M.names = { "ngx" }
+
+-- Serves all code inside nginx (where cosockets do not work, with a refusal).
+function M.claims()
+  return M.inside_nginx()
+end
 
 -- The per-request transports, keyed by this private table inside ngx.ctx.
 local REQUEST_KEY = {}
 
--- The transport for the client `ctx` in the running request or timer: one per
--- client per request, made on first use; a refusal where cosockets do not work.
-function M.for_request(ctx)
+-- The transport for `client` in the running request or timer: one per client per
+-- request, made on first use; a refusal where cosockets do not work.
+function M.transport_for(client)
   local reason = M.unavailable()
   if reason then return setmetatable({ reason = reason }, Refusal) end
   local ngx = ngx_api()
@@ -575,35 +587,22 @@ function M.for_request(ctx)
     mine = setmetatable({}, { __mode = "k" })
     request_ctx[REQUEST_KEY] = mine
   end
-  local transport = mine[ctx]
+  local transport = mine[client]
   if not transport or transport.closed then
-    transport = new_transport(ctx, ngx)
-    mine[ctx] = transport
+    transport = new_transport({ pool_size = client.config.pool_size,
+      pool_idle_timeout = client.config.pool_idle_timeout }, ngx)
+    mine[client] = transport
   end
   return transport
 end
 
--- The transport `ctx` has in the running request, if it made one there.
-local function existing(ctx)
+-- The transport `client` has in the running request, if it made one there. Not from
+-- a finalizer (it asks nginx for the phase and the request's ctx).
+function M.found(client)
   local ngx = ngx_api()
   if not ngx or M.unavailable() then return nil end
   local mine = ngx.ctx[REQUEST_KEY]
-  return mine and mine[ctx]
+  return mine and mine[client]
 end
-
--- For client:in_flight() and client:close() inside nginx: attempts of client `ctx`
--- in flight in the running request, and releasing them.
-function M.running_for_request(ctx)
-  local transport = existing(ctx)
-  return transport and transport:running() or 0
-end
-
-function M.close_for_request(ctx)
-  local transport = existing(ctx)
-  if transport then transport:close() end
-end
-
-M.DEFAULTS = DEFAULTS
-M.target_of = target_of  -- for the specs
 
 return M

@@ -109,11 +109,21 @@ end
 local Transport = {}
 Transport.__index = Transport
 
-function M.new(ctx)
+M.names = { "curl" }   -- libcurl too, on the client's loop
+
+-- Serves the tasks of a client made with a loop (client:spawn, the callback form of
+-- list_runs).
+function M.claims(client)
+  return client.loop ~= nil and client.tasks.running() ~= nil
+end
+
+function M.found(client) return client.transports.uv end
+
+local function new_transport(client)
   return setmetatable({
-    ctx = ctx,
-    loop = ctx.loop,
-    reaper = handles.reaper(ctx.loop),   -- made here: finalizers only queue on it
+    tasks = client.tasks,
+    loop = client.loop,
+    reaper = handles.reaper(client.loop),   -- made here: finalizers only queue on it
     session = nil,          -- the socket session, made on first use
     timer = nil,            -- libcurl's timer
     watched = {},           -- fd -> true while this transport's watcher is on it
@@ -127,8 +137,18 @@ function M.new(ctx)
   }, Transport)
 end
 
+-- The client's transport, made on first use.
+function M.transport_for(client)
+  local transport = client.transports.uv
+  if not transport then
+    transport = new_transport(client)
+    client.transports.uv = transport
+  end
+  return transport
+end
+
 local function wake_waiting(self)
-  local tasks = self.ctx.tasks
+  local tasks = self.tasks
   for task in pairs(self.waiting) do tasks.wake(task) end
 end
 
@@ -272,7 +292,7 @@ end
 -- wait for the whole walk. Every page of a walk starts a request, and the pager
 -- flushes as it goes: both come here.
 local function let_the_loop_turn(self)
-  local tasks = self.ctx.tasks
+  local tasks = self.tasks
   local task = tasks.running()
   if task and tasks.held_long(task) then tasks.pass(task) end
 end
@@ -283,7 +303,7 @@ function Transport:start(request)
     released = false }, Attempt)
   -- held until released, so that a walk dropped mid-flight never leaves its transfer
   -- to the collector (whose release would change the session outside the loop)
-  self.owners[attempt] = self.ctx.tasks.running() or true
+  self.owners[attempt] = self.tasks.running() or true
   self.unsent = true
   return attempt
 end
@@ -299,7 +319,7 @@ function Transport:flush()
 end
 
 function Transport:wait(seconds)
-  local tasks = self.ctx.tasks
+  local tasks = self.tasks
   local task = tasks.running()
   if not task then
     error(errors.invalid_argument("a call begun inside a task must be waited on inside a task"
@@ -319,7 +339,7 @@ end
 -- Releases every attempt that `task` started (the task was cancelled or ended). On
 -- the loop's next turn libcurl's timeouts run once, so that it stops a timer it no
 -- longer needs and the loop may end.
-function Transport:release_owned(task)
+function Transport:release_task(task)
   local released = false
   for attempt, owner in pairs(self.owners) do
     if owner == task then
