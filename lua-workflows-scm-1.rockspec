@@ -68,6 +68,8 @@ build = {
       ["workflows.transport.curl"] = "lua/workflows/transport/curl.lua",
       ["workflows.transport.uv"] = "lua/workflows/transport/uv.lua",
       ["workflows.transport.ngx"] = "lua/workflows/transport/ngx.lua",
+      ["workflows.transport.ngx.exchange"] = "lua/workflows/transport/ngx/exchange.lua",
+      ["workflows.transport.ngx.outcomes"] = "lua/workflows/transport/ngx/outcomes.lua",
       ["workflows.cli.output"] = "lua/workflows/cli/output.lua",
     },
     bin = { workflows = "bin/workflows" },
