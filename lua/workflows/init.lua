@@ -73,7 +73,7 @@ end
 local function close_context(ctx)
   if ctx.closed then return end
   ctx.closed = true
-  ctx.tasks.cancel_all(errors.invalid_argument(CLOSED), ctx.tasks.running())
+  ctx.tasks:cancel_all(errors.invalid_argument(CLOSED), ctx.tasks:running())
   transport.close_all(ctx)
 end
 
@@ -163,7 +163,7 @@ function Client:list_runs(id, given, callback)
     return nil, errors.invalid_argument(format("callback must be a function (got %s)",
       options.describe(callback)))
   end
-  return ctx.tasks.spawn(self, function() callback(list_page(ctx, id, given)) end)
+  return ctx.tasks:spawn(self, function() callback(list_page(ctx, id, given)) end)
 end
 
 -- A for-loop's iterator, state, control and closing value, for runs and pages.
@@ -216,7 +216,7 @@ function Client:spawn(body, on_done)
   if not ctx.loop then
     misuse("client:spawn needs a loop: workflows.new { loop = vim.uv or vim.loop or require \"luv\" }")
   end
-  return ctx.tasks.spawn(self, body, on_done)
+  return ctx.tasks:spawn(self, body, on_done)
 end
 
 -- Transfers in flight on this client's connections, from every call and walk.

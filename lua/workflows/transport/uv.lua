@@ -114,7 +114,7 @@ M.names = { "curl" }   -- libcurl too, on the client's loop
 -- Serves the tasks of a client made with a loop (client:spawn, the callback form of
 -- list_runs).
 function M.claims(client)
-  return client.loop ~= nil and client.tasks.running() ~= nil
+  return client.loop ~= nil and client.tasks:running() ~= nil
 end
 
 function M.found(client) return client.transports.uv end
@@ -149,7 +149,7 @@ end
 
 local function wake_waiting(self)
   local tasks = self.tasks
-  for task in pairs(self.waiting) do tasks.wake(task) end
+  for task in pairs(self.waiting) do tasks:wake(task) end
 end
 
 -- luv reports "r", "w", "rw", and with them "d" (disconnect) or "p" (priority)
@@ -293,8 +293,8 @@ end
 -- flushes as it goes: both come here.
 local function let_the_loop_turn(self)
   local tasks = self.tasks
-  local task = tasks.running()
-  if task and tasks.held_long(task) then tasks.pass(task) end
+  local task = tasks:running()
+  if task and tasks:held_long(task) then tasks:pass(task) end
 end
 
 function Transport:start(request)
@@ -303,7 +303,7 @@ function Transport:start(request)
     released = false }, Attempt)
   -- held until released, so that a walk dropped mid-flight never leaves its transfer
   -- to the collector (whose release would change the session outside the loop)
-  self.owners[attempt] = self.tasks.running() or true
+  self.owners[attempt] = self.tasks:running() or true
   self.unsent = true
   return attempt
 end
@@ -320,7 +320,7 @@ end
 
 function Transport:wait(seconds)
   local tasks = self.tasks
-  local task = tasks.running()
+  local task = tasks:running()
   if not task then
     error(errors.invalid_argument("a call begun inside a task must be waited on inside a task"
       .. " (iterate a walk in the task that started it)"), 0)
@@ -331,7 +331,7 @@ function Transport:wait(seconds)
     return
   end
   self.waiting[task] = true
-  tasks.sleep(task, seconds)
+  tasks:sleep(task, seconds)
   self.waiting[task] = nil
   self.seen[task] = self.completions
 end
