@@ -57,6 +57,7 @@ build = {
       ["workflows.errors"] = "lua/workflows/errors.lua",
       ["workflows.handles"] = "lua/workflows/handles.lua",
       ["workflows.http1"] = "lua/workflows/http1.lua",
+      ["workflows.ledger"] = "lua/workflows/ledger.lua",
       ["workflows.options"] = "lua/workflows/options.lua",
       ["workflows.pager"] = "lua/workflows/pager.lua",
       ["workflows.recent"] = "lua/workflows/recent.lua",
