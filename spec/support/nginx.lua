@@ -79,6 +79,11 @@ function M.available()
   return true
 end
 
+-- Started by root with a master, nginx runs its workers as "nobody", who cannot read a
+-- checkout in a directory only root may enter (mktemp -d makes those): the workers
+-- then stay root too.
+local AS_ROOT_WORKERS = command_output("id -u"):match("^0%s") and " -g 'user root;'" or ""
+
 local function exited(pid)
   local stat = read_file("/proc/" .. pid .. "/stat")
   return stat == nil or stat:match(".*%)%s+(%a)") == "Z"
@@ -145,6 +150,7 @@ local function try_start(options, root)
   local pipe = assert(io.popen("echo $$; " .. table.concat(assignments) .. "exec " .. NGINX
     .. " -p " .. shell_quote(prefix)
     .. " -c " .. shell_quote(conf) .. " -e " .. shell_quote(prefix .. "/error.log")
+    .. AS_ROOT_WORKERS
     .. " </dev/null >" .. shell_quote(out) .. " 2>&1", "r"))
   local pid = tonumber(pipe:read("*l"))
   local server = setmetatable({ pid = pid, port = port, prefix = prefix, _pipe = pipe,
