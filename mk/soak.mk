@@ -2,7 +2,7 @@
 # never closed, collectgarbage() at any moment, tasks cancelled by timers) on every
 # host -- nginx with one worker, standalone luv on lua5.4 and luajit, headless
 # Neovim -- for SOAK_SECONDS each, then checks that nothing crashed, wedged or
-# leaked (tools/soak/run.sh says which checks). Ends with "N passed, M failed".
+# leaked (tools/soak/run.sh lists the checks). Ends with "N passed, M failed".
 #
 #   make soak SOAK_SECONDS=10
 

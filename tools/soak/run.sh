@@ -5,6 +5,16 @@
 # one line per check; the last line sums them: "N passed, M failed" (non-zero exit
 # when M > 0). A host that is not installed is skipped with a line saying so.
 #
+# The checks, one line each per host:
+#   nginx   the workload ran; no worker crashed ("exited on signal", a new worker
+#           pid); no [alert] or [crit] line; every answer 200 (others counted and
+#           shown, an unanswered request included); every timer's walk ended; the
+#           worker still answers; a graceful stop (SIGQUIT) ends nginx cleanly
+#   lua5.4, luajit, nvim   the workload ran; nothing on stderr (nor in :messages);
+#           no EEXIST; the loop ends by itself once the workload stops (Neovim: the
+#           script ends); descriptors back where they were before the first client;
+#           every task's on_done called
+#
 #   SOAK_SECONDS=10 SOAK_SEED=42 sh tools/soak/run.sh
 set -u
 cd "$(dirname "$0")/../.." || exit 1
