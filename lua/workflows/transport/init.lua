@@ -28,6 +28,7 @@ local LONGEST_SINGLE_WAIT = 1
 -- code is theirs. The last one serves anything. A transport joins with its line here.
 local MODULES = {
   "workflows.transport.ngx",      -- inside nginx: cosockets
+  "workflows.transport.cqueues",  -- inside a coroutine of a cqueues controller
   "workflows.transport.uv",       -- inside a task of a client with a libuv loop
   "workflows.transport.curl",     -- anywhere else: blocking libcurl
 }

@@ -1,0 +1,463 @@
+--[[ The cqueues transport: libcurl's socket interface driven from the coroutines of a
+cqueues controller (lua-cqueues, the event loop under lua-http). Calls made in a
+coroutine the controller runs (cq:wrap) use it; their waits are cqueues.poll, which
+yields to the controller instead of blocking it.
+
+The core reports what libcurl wants watched (doc/core.md, socket sessions); every
+coroutine that waits polls the whole set and hands what is ready back to libcurl, so
+whichever coroutine wakes drives the session for all of them. Nothing here runs inside
+libcurl's callbacks, and a failure of libcurl itself fails the attempts in flight
+rather than raise into the controller.
+
+Descriptors. cqueues keeps each polled descriptor in its epoll set after the poll
+returns, until the coroutine yields again, and then asks epoll to drop it: a descriptor
+closed meanwhile makes that request fail, and cqueues then kills the coroutine
+("unable to update event disposition"). libcurl closes some descriptors without
+telling first (the core's "close"; the threaded resolver's socketpair after its
+"remove"). So cqueues never sees libcurl's descriptors: it polls a duplicate of each
+(cqueues.socket.dup, the same socket under a number this transport owns), and a
+duplicate is closed only through its own close(), which takes it out of every
+controller's epoll set first. ]]
+
+local core = require "workflows.core"
+local errors = require "workflows.errors"
+
+local setmetatable, pairs, ipairs, pcall, error, tostring, type, require, next, rawget =
+  setmetatable, pairs, ipairs, pcall, error, tostring, type, require, next, rawget
+local unpack = table.unpack or unpack  -- luacheck: ignore (unpack: Lua 5.1 and LuaJIT)
+local find = string.find
+local running_coroutine = coroutine.running
+local getinfo = debug.getinfo
+local now = core.now
+
+local M = {}
+
+-- How long a coroutine may hold the controller (answers already in) before it lets
+-- the controller turn once, as the libuv transport does for its loop.
+local HOLD_SECONDS = 0.001
+
+-- PUC Lua 5.1 cannot yield from a for loop's iterator or across pcall; LuaJIT can.
+local YIELDS_ANYWHERE = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+
+local FOR_LOOP_ON_LUA51 = "a cqueues coroutine cannot wait inside a for loop's iterator or "
+  .. "across pcall on Lua 5.1; call the iterator from a while loop instead: local next_run = "
+  .. "client:runs(id) while true do local run = next_run() if run == nil then break end ... end"
+
+local NESTED = "a call made inside a cqueues controller must wait in a coroutine the "
+  .. "controller runs (cq:wrap), not in a coroutine of its own inside one"
+
+-- lua-cqueues, loaded on first use; false where it is not installed for this Lua.
+local loaded
+
+local function cqueues()
+  if loaded == nil then
+    local ok, module = pcall(require, "cqueues")
+    loaded = ok and type(module) == "table" and type(module.running) == "function"
+      and module or false
+  end
+  return loaded
+end
+
+-- true when the running code is a coroutine that a cqueues controller resumes itself.
+local function in_controller()
+  local cq = cqueues()
+  if not cq then return false end
+  local controller, own = cq.running()
+  return controller ~= nil and own == true
+end
+
+-- On PUC Lua 5.1, whether a yield from here would reach the controller: no C function
+-- (pcall, a metamethod's caller) and no for loop's iterator between here and the
+-- coroutine's body.
+local function can_yield_here()
+  if YIELDS_ANYWHERE then return true end
+  local level = 2
+  while true do
+    local info = getinfo(level, "Sn")
+    if not info then return true end
+    if info.what == "C" or info.name == "(for generator)" then return false end
+    level = level + 1
+  end
+end
+
+-- ------------------------------------------------------------ attempts
+
+-- An attempt is the core's transfer, plus an outcome the transport sets when the
+-- transfer cannot finish on its own (libcurl failed, or the client was closed).
+local Attempt = {}
+Attempt.__index = Attempt
+
+function Attempt:done()
+  return self.outcome ~= nil or self.transfer:done()
+end
+
+function Attempt:result()
+  return self.outcome or self.transfer:result()
+end
+
+-- Releases the transfer, then applies what libcurl asks for at once: a transfer taken
+-- out while it connects has its socket closed there and then. Never from a finalizer
+-- (Transport:drop is for that).
+function Attempt:release()
+  if self.released then return end
+  self.released = true
+  self.transfer:release()
+  local transport = self.transport
+  transport.owners[self] = nil
+  transport:act()
+end
+
+-- ------------------------------------------------------------ the transport
+
+local Transport = {}
+Transport.__index = Transport
+
+M.names = { "curl" }   -- libcurl too, on the controller
+
+-- Serves the coroutines a cqueues controller runs. Cheap, and never fails: a Lua
+-- without lua-cqueues is never inside a controller.
+function M.claims()
+  return in_controller()
+end
+
+function M.found(client) return client.transports.cqueues end
+
+local function new_transport()
+  return setmetatable({
+    cqueues = cqueues(),
+    socket = require "cqueues.socket",
+    session = nil,          -- the socket session, made on first use
+    watched = {},           -- fd -> { dup =, what =, r =, w = } while libcurl wants it watched
+    polled = nil,           -- what a wait polls (the watched set's poll objects), or nil to rebuild
+    due = nil,              -- core.now() time libcurl's timer goes off, or nil
+    owners = {},            -- attempt -> true until released
+    dropped = {},           -- attempts whose walk was collected, to release on the next turn
+    -- woken when an attempt finishes, libcurl's timer moves earlier or the watched set
+    -- changes, so that a coroutine waiting with an older view looks again
+    wakeup = require("cqueues.condition").new(),
+    waiting = {},           -- coroutine -> the time its wait ends, while it polls
+    completions = 0,        -- attempts finished so far
+    seen = setmetatable({}, { __mode = "k" }),     -- coroutine -> completions when it last looked
+    resumed = setmetatable({}, { __mode = "k" }),  -- coroutine -> when it last had the controller back
+    unsent = false,         -- attempts started since the last flush
+    closed = false,
+  }, Transport)
+end
+
+-- The client's transport, made on first use.
+function M.transport_for(client)
+  local transport = client.transports.cqueues
+  if not transport then
+    transport = new_transport()
+    client.transports.cqueues = transport
+  end
+  return transport
+end
+
+-- The main thread has no coroutine on Lua 5.1; it still keeps its own count of what it saw.
+local MAIN = {}
+
+local function current_key()
+  return running_coroutine() or MAIN
+end
+
+-- Wakes every coroutine waiting in this transport; each looks again.
+local function wake_waiting(self)
+  if next(self.waiting) then self.wakeup:signal() end
+end
+
+-- What a wait polls: one object per direction of each watched descriptor, so that what
+-- comes back ready says which direction is, and the wake-up condition.
+local function poll_objects(self)
+  local polled = self.polled
+  if polled then return polled end
+  polled = { self.wakeup }
+  for _, entry in pairs(self.watched) do
+    if find(entry.what, "r", 1, true) then polled[#polled + 1] = entry.r end
+    if find(entry.what, "w", 1, true) then polled[#polled + 1] = entry.w end
+  end
+  self.polled = polled
+  return polled
+end
+
+-- Stops watching `fd`: its duplicate leaves every controller's epoll set and closes.
+local function forget(self, fd)
+  local entry = self.watched[fd]
+  if not entry then return end
+  self.watched[fd] = nil
+  self.polled = nil
+  pcall(entry.dup.close, entry.dup)
+end
+
+-- Watches `fd` for `what` ("r", "w" or "rw"). nil and a reason when it cannot be
+-- duplicated (no descriptor left, or libcurl closed it before its "remove").
+local function watch(self, fd, what)
+  local entry = self.watched[fd]
+  if not entry then
+    local dup, problem = self.socket.dup(fd)
+    if not dup then return nil, "cannot watch descriptor " .. fd .. ": error " .. tostring(problem) end
+    local number = dup:pollfd()
+    entry = { dup = dup, what = what,
+      r = { pollfd = number, events = "r", fd = fd },
+      w = { pollfd = number, events = "w", fd = fd } }
+    entry.r.entry, entry.w.entry = entry, entry
+    self.watched[fd] = entry
+  elseif entry.what == what then
+    return true
+  end
+  entry.what = what
+  self.polled = nil
+  return true
+end
+
+-- Applies what libcurl asked for during the last calls into the session: watch,
+-- re-watch or forget descriptors, move the timer, then let the core close what libcurl
+-- let go of. Returns the descriptors that could not be watched, and whether anything
+-- a waiting coroutine polls changed.
+local function settle(self)
+  local session = self.session
+  local sockets, timer = session:changes()
+  local refused
+  local changed = #sockets > 0
+  for i = 1, #sockets, 2 do
+    local fd, what = sockets[i], sockets[i + 1]
+    if what == "remove" or what == "close" then
+      forget(self, fd)
+      if refused then refused[fd] = nil end
+    else
+      local ok, problem = watch(self, fd, what)
+      if ok then
+        if refused then refused[fd] = nil end
+      else
+        refused = refused or {}
+        refused[fd] = problem
+      end
+    end
+  end
+  session:close_removed()
+  if timer then
+    local due = timer >= 0 and now() + timer / 1000 or nil
+    if due and (self.due == nil or due < self.due) then changed = true end
+    self.due = due
+  end
+  return refused, changed
+end
+
+-- Fails every attempt still in flight with `message`: the driver cannot move them.
+local function fail_in_flight(self, message)
+  for attempt in pairs(self.owners) do
+    if not attempt.outcome and not attempt.transfer:done() then
+      attempt.outcome = { ok = false, kind = "network", elapsed = 0,
+        message = "the cqueues transport failed: " .. tostring(message) }
+      attempt.transfer:release()
+    end
+  end
+end
+
+-- Settles libcurl's changes. A descriptor that cannot be watched fails the transfer
+-- on it (libcurl reports a poll error), which brings changes of its own: settled
+-- again, a few rounds at most. Returns false and the error when libcurl itself fails,
+-- and whether waiting coroutines should look again.
+local function settle_all(self, session)
+  local changed = false
+  for _ = 1, 4 do
+    local ok, refused, moved = pcall(settle, self)
+    if not ok then return false, refused, true end
+    changed = changed or moved
+    if not refused then return true, nil, changed end
+    for fd in pairs(refused) do
+      local acted, err = pcall(session.socket_action, session, fd, "e")
+      if not acted then return false, err, true end
+    end
+  end
+  return true, nil, changed
+end
+
+-- Calls `action(session, ...)` (when given), then settles; counts an attempt that
+-- finished, and wakes the coroutines waiting when anything they poll or wait for
+-- changed. A failure of libcurl itself fails every attempt in flight.
+function Transport:act(action, ...)
+  local session = self.session
+  if not session then return end
+  local before = session:running()
+  local ok, err = true, nil
+  if action then ok, err = pcall(action, session, ...) end
+  local changed
+  if ok then ok, err, changed = settle_all(self, session) end
+  if not ok then fail_in_flight(self, err) end
+  if session:running() < before or not ok then
+    self.completions = self.completions + 1
+    changed = true
+  end
+  if changed then wake_waiting(self) end
+end
+
+-- Releases the attempts whose walks were collected (Transport:drop queued them).
+local function settle_dropped(self)
+  local queue = self.dropped
+  if queue[1] == nil then return end
+  self.dropped = {}
+  for _, attempt in ipairs(queue) do attempt:release() end
+end
+
+local function session_of(self)
+  local session = self.session
+  if not session then
+    if self.closed then
+      error(errors.invalid_argument("the client is closed"), 0)
+    end
+    session = core.socket_session()
+    self.session = session
+  end
+  return session
+end
+
+-- A coroutine that has held the controller for a while lets it turn once before it
+-- goes on. Answers already in (a fast server, prefetched pages) would otherwise carry a
+-- walk from page to page without a single wait, and the controller's other coroutines
+-- would wait for the whole walk. Every page of a walk starts a request, and the pager
+-- flushes as it goes: both come here.
+local function let_the_controller_turn(self)
+  if not in_controller() or not can_yield_here() then return end
+  local key = current_key()
+  local since = self.resumed[key]
+  if since and now() - since < HOLD_SECONDS then return end
+  if since then self.cqueues.poll(0) end
+  self.resumed[key] = now()
+end
+
+function Transport:start(request)
+  settle_dropped(self)
+  let_the_controller_turn(self)
+  local attempt = setmetatable({ transfer = session_of(self):start(request), transport = self,
+    released = false }, Attempt)
+  -- held until released, so that only this transport ever changes the session
+  self.owners[attempt] = true
+  self.unsent = true
+  return attempt
+end
+
+-- Lets libcurl act on the attempts started since the last flush at once, rather than
+-- at the next wait.
+function Transport:flush()
+  settle_dropped(self)
+  if self.unsent and self.session then
+    self.unsent = false
+    self:act(self.session.timer_expired)
+  end
+  let_the_controller_turn(self)
+end
+
+-- Hands what `cqueues.poll` returned ready back to libcurl: each descriptor once, with
+-- the directions that are ready and that libcurl still wants.
+local function dispatch(self, ready, count)
+  local events
+  for i = 1, count do
+    local object = ready[i]
+    local entry = type(object) == "table" and object.entry
+    if entry and self.watched[object.fd] == entry and find(entry.what, object.events, 1, true) then
+      events = events or {}
+      local fd = object.fd
+      events[fd] = (events[fd] or "") .. object.events
+    end
+  end
+  if not events then return false end
+  local session = self.session
+  for fd, what in pairs(events) do
+    -- libcurl's earlier action may have let go of it meanwhile
+    if self.session ~= session then break end
+    if self.watched[fd] then self:act(session.socket_action, fd, what) end
+  end
+  return true
+end
+
+-- Waits in the running coroutine, which yields to its controller (outside any
+-- controller, cqueues.poll blocks): returns once an attempt finished, libcurl's
+-- timer went off, something this wait polls changed, or after `seconds`.
+function Transport:wait(seconds)
+  local cq = self.cqueues
+  local controller, own = cq.running()
+  if controller ~= nil and not own then error(errors.invalid_argument(NESTED), 0) end
+  if controller ~= nil and not can_yield_here() then
+    error(errors.invalid_argument(FOR_LOOP_ON_LUA51), 0)
+  end
+  self:flush()
+  local key = current_key()
+  if self.seen[key] ~= self.completions then
+    self.seen[key] = self.completions  -- something finished since this coroutine last looked
+    return
+  end
+  local timeout = seconds
+  local due = self.due
+  if due and due - now() < timeout then timeout = due - now() end
+  if timeout < 0 then timeout = 0 end
+  local objects = poll_objects(self)
+  self.waiting[key] = now() + timeout
+  local ready = { cq.poll(timeout, unpack(objects)) }
+  self.waiting[key] = nil
+  self.resumed[key] = now()
+  local count = #ready
+  if not dispatch(self, ready, count) and count == 0 and self.session then
+    -- Woken with nothing ready: epoll reports an error or a hang-up on a socket even
+    -- when neither direction was asked for, and cqueues wakes the poll without naming
+    -- it. libcurl finds which one when it tries each socket in the directions it wants.
+    local wanted = {}
+    for fd, entry in pairs(self.watched) do wanted[fd] = entry end
+    for fd, entry in pairs(wanted) do
+      if self.session and self.watched[fd] == entry then
+        self:act(self.session.socket_action, fd, entry.what)
+      end
+    end
+  end
+  due = self.due
+  if due and now() >= due and self.session then
+    self.due = nil        -- once it went off, libcurl counts its timer as stopped
+    self:act(self.session.timer_expired)
+  end
+  self.seen[key] = self.completions
+end
+
+-- Nothing of a task's: tasks run on a libuv loop.
+function Transport.release_task() end
+
+-- From a finalizer (a walk dropped without close()): only queues; the next start, wait,
+-- flush, running() or close() of this transport releases it, in ordinary code.
+function Transport:drop(attempt)
+  if attempt.released then return end
+  local queue = self.dropped
+  queue[#queue + 1] = attempt
+end
+
+-- From a finalizer (the client was collected without close()): nothing to do. cqueues
+-- holds no registration of ours between two polls (a poll's descriptors leave its
+-- epoll set before the objects that name them can be collected), the duplicates close
+-- themselves when collected, and so do the session and its sockets.
+function Transport.abandon() end
+
+function Transport:running()
+  settle_dropped(self)
+  return self.session and self.session:running() or 0
+end
+
+-- Closes every duplicate (out of every controller's epoll set first) and the session
+-- with its sockets; an attempt still in flight ends with "the client is closed", so
+-- that a walk in another coroutine ends rather than wait. Idempotent; the transport
+-- refuses new attempts afterwards.
+function Transport:close()
+  if self.closed then return end
+  settle_dropped(self)
+  self.closed = true
+  for attempt in pairs(self.owners) do
+    if not attempt:done() then
+      attempt.outcome = { ok = false, kind = "invalid_argument", message = "the client is closed" }
+    end
+  end
+  for fd in pairs(self.watched) do forget(self, fd) end
+  local session = self.session
+  self.session, self.due, self.owners, self.polled = nil, nil, {}, nil
+  if session then session:close() end
+  self.completions = self.completions + 1
+  wake_waiting(self)
+end
+
+return M
