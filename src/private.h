@@ -110,8 +110,9 @@ double wf_wall_seconds(void);
 /* request.c */
 int wf_request_open(lua_State *L);
 void wf_read_request(lua_State *L, int t, wf_request *req);
-int wf_build_headers(lua_State *L, wf_transfer *t, const char *token);
-CURLcode wf_set_options(CURL *easy, wf_transfer *t, const wf_request *req);
+int wf_build_headers(lua_State *L, struct curl_slist **headers, const char *token);
+CURLcode wf_set_options(CURL *easy, const wf_request *req, struct curl_slist *headers,
+                        wf_response *r, void *owner);
 
 /* response.c */
 int wf_response_open(lua_State *L);

@@ -1,7 +1,7 @@
 /*
 ** One request: reading the Lua request table, the header list, and the easy handle's
-** options, with the callbacks that collect the response. Also core.escape_segment,
-** the one piece of URL building the Lua layer leaves to C.
+** options, with the callbacks that collect the response into a wf_response. Also
+** core.escape_segment, the one piece of URL building the Lua layer leaves to C.
 */
 #include <limits.h>
 #include <stdint.h>
@@ -68,31 +68,34 @@ void wf_read_request(lua_State *L, int t, wf_request *req) {
 /* They only copy bytes: no Lua call may unwind through libcurl's frames. */
 
 static size_t on_body(char *data, size_t size, size_t count, void *userdata) {
-  wf_transfer *t = (wf_transfer *)userdata;
+  wf_response *r = (wf_response *)userdata;
   size_t len = size * count;
-  return wf_response_append(&t->response, data, len) ? len : 0;
+  return wf_response_append(r, data, len) ? len : 0;
 }
 
 static size_t on_header(char *line, size_t size, size_t count, void *userdata) {
-  wf_transfer *t = (wf_transfer *)userdata;
+  wf_response *r = (wf_response *)userdata;
   size_t len = size * count;
-  wf_response_header_line(&t->response, line, len);
+  wf_response_header_line(r, line, len);
   return len;
 }
 
 /* ------------------------------------------------------------ set-up */
 
-/* Builds t's header list; returns 0 when an allocation failed (t owns what was built). */
-int wf_build_headers(lua_State *L, wf_transfer *t, const char *token) {
+/*
+** Builds the header list into *headers; returns 0 when an allocation failed (*headers
+** then holds what was built, for its owner to free).
+*/
+int wf_build_headers(lua_State *L, struct curl_slist **headers, const char *token) {
   struct curl_slist *grown = curl_slist_append(NULL, "Accept: application/json");
   if (grown == NULL) return 0;
-  t->headers = grown;
+  *headers = grown;
   if (token != NULL) {
     lua_pushfstring(L, "Authorization: Bearer %s", token);
-    grown = curl_slist_append(t->headers, lua_tostring(L, -1));
+    grown = curl_slist_append(*headers, lua_tostring(L, -1));
     lua_pop(L, 1);
     if (grown == NULL) return 0;
-    t->headers = grown;
+    *headers = grown;
   }
   return 1;
 }
@@ -100,11 +103,16 @@ int wf_build_headers(lua_State *L, wf_transfer *t, const char *token) {
 #define SET(option, value) \
   if ((rc = curl_easy_setopt(easy, option, value)) != CURLE_OK) return rc
 
-CURLcode wf_set_options(CURL *easy, wf_transfer *t, const wf_request *req) {
+/*
+** Sets every option of one attempt: the body and headers go into r, and owner becomes
+** the handle's CURLINFO_PRIVATE. headers and r must outlive the attempt.
+*/
+CURLcode wf_set_options(CURL *easy, const wf_request *req, struct curl_slist *headers,
+                        wf_response *r, void *owner) {
   CURLcode rc;
   SET(CURLOPT_URL, req->url);
   SET(CURLOPT_HTTPGET, 1L);
-  SET(CURLOPT_HTTPHEADER, t->headers);
+  SET(CURLOPT_HTTPHEADER, headers);
   SET(CURLOPT_NOSIGNAL, 1L);
   SET(CURLOPT_FOLLOWLOCATION, 0L);            /* a redirect must not carry the token away */
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -118,11 +126,11 @@ CURLcode wf_set_options(CURL *easy, wf_transfer *t, const wf_request *req) {
   SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
   SET(CURLOPT_PIPEWAIT, 1L);                  /* wait to multiplex rather than open more */
   SET(CURLOPT_WRITEFUNCTION, on_body);
-  SET(CURLOPT_WRITEDATA, t);
+  SET(CURLOPT_WRITEDATA, r);
   SET(CURLOPT_HEADERFUNCTION, on_header);
-  SET(CURLOPT_HEADERDATA, t);
-  SET(CURLOPT_ERRORBUFFER, t->response.error_text);
-  SET(CURLOPT_PRIVATE, t);
+  SET(CURLOPT_HEADERDATA, r);
+  SET(CURLOPT_ERRORBUFFER, r->error_text);
+  SET(CURLOPT_PRIVATE, owner);
   if (req->user_agent != NULL) SET(CURLOPT_USERAGENT, req->user_agent);
   if (req->ca_file != NULL) SET(CURLOPT_CAINFO, req->ca_file);
   if (req->ca_path != NULL) SET(CURLOPT_CAPATH, req->ca_path);

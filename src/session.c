@@ -73,10 +73,10 @@ static int session_start(lua_State *L) {
 
   wf_read_request(L, 2, &req);
   t = wf_transfer_new(L, req.max_body);
-  if (!wf_build_headers(L, t, req.token)) return luaL_error(L, "out of memory");
+  if (!wf_build_headers(L, &t->headers, req.token)) return luaL_error(L, "out of memory");
   t->easy = take_easy(s);
   if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
-  rc = wf_set_options(t->easy, t, &req);
+  rc = wf_set_options(t->easy, &req, t->headers, &t->response, t);
   if (rc == CURLE_OK && s->socket_mode) rc = wf_socket_setup_easy(s, t->easy);
   if (rc != CURLE_OK)
     return luaL_error(L, "cannot set up the request: %s", curl_easy_strerror(rc));
