@@ -15,6 +15,14 @@
 
 local ok, uv = pcall(require, "luv")
 
+-- busted unloads each spec file's modules. Once the first luv module is collected its
+-- loop is freed, and the next file's luv crashes in uv_timer_init: the registry keeps
+-- the first one for the life of the process.
+if ok then
+  local registry = debug.getregistry()
+  registry["spec.support.luv_loop: luv"] = registry["spec.support.luv_loop: luv"] or uv
+end
+
 local M = {}
 
 M.uv = ok and uv or nil
