@@ -17,7 +17,7 @@ CURL_LIBS   = $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
 SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c \
           src/response.c src/decode.c
-HEADERS = src/private.h src/compat.h
+HEADERS = src/private.h src/compat.h src/socket.h src/transfer.h src/session.h
 
 # The default Lua builds where busted and the examples look (./workflows/core.so);
 # the others build under build/<lua>/ so that all of them can coexist.

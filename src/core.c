@@ -1,25 +1,11 @@
 /*
 ** luaopen_workflows_core: the module table. Each file registers its own functions
-** and metatables through its *_open; this one only sets up libcurl and says which
-** libcurl it got.
+** and metatables through its *_open, lowest layer first; this one only says which
+** libcurl it got. session.c sets libcurl up when the first session is made.
 */
 #include "private.h"
-
-/*
-** libcurl's global state (and with it the TLS library's) is set up once per process,
-** when the first session is made rather than when the module loads: inside nginx the
-** cosocket transport never makes one, and loading the core there opens nothing. It is
-** never torn down: the module may be loaded into several Lua states, and any of them
-** may outlive the others.
-*/
-void wf_require_curl(lua_State *L) {
-  static int initialised = 0;
-  if (!initialised) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-      luaL_error(L, "curl_global_init failed");
-    initialised = 1;
-  }
-}
+#include "session.h"
+#include "transfer.h"
 
 int luaopen_workflows_core(lua_State *L) {
   const curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
@@ -34,6 +20,5 @@ int luaopen_workflows_core(lua_State *L) {
   wf_request_open(L);
   wf_transfer_open(L);
   wf_session_open(L);
-  wf_socket_open(L);
   return 1;
 }

@@ -2,54 +2,78 @@
 ** Sessions: libcurl's multi interface, bound so that the caller drives.
 **
 ** A session owns one multi handle (and with it the connection cache, so that every
-** request of a client reuses connections) and a few idle easy handles. This file has
-** what both modes share -- start, running, close -- and the poll-mode driver
-** (session:drive, session:timeout); socket.c has the socket-mode one. Nothing here
-** blocks except session:drive, and only for as long as it is told.
+** request of a client reuses connections), the transfers started on it with their
+** pool of idle easy handles (transfer.c keeps those, in the wf_multi the session lends
+** them), and in socket mode the socket record (socket.c). This file has what both
+** modes share -- start, running, close -- and both drivers: session:drive and
+** session:timeout for poll mode, session:changes, socket_action, timer_expired and
+** close_removed for socket mode. Nothing here blocks except session:drive, and only
+** for as long as it is told.
 */
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
-#include "private.h"
+#include "session.h"
+#include "socket.h"
+#include "transfer.h"
+
+#define WF_SESSION_TYPE "workflows.session"
+
+typedef struct wf_session {
+  wf_multi multi;                /* multi.handle is NULL once closed */
+  wf_sockets sockets;            /* socket mode only: multi.sockets points here */
+} wf_session;
+
+static int socket_mode(const wf_session *s) {
+  return s->multi.sockets != NULL;
+}
+
+/*
+** libcurl's global state (and with it the TLS library's) is set up once per process,
+** when the first session is made rather than when the module loads: inside nginx the
+** cosocket transport never makes one, and loading the core there opens nothing. It is
+** never torn down: the module may be loaded into several Lua states, and any of them
+** may outlive the others.
+*/
+static void require_curl(lua_State *L) {
+  static int initialised = 0;
+  if (!initialised) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      luaL_error(L, "curl_global_init failed");
+    initialised = 1;
+  }
+}
 
 /*
 ** Checks that index i is an open session that is not inside a libcurl call of its
 ** own. The second cannot happen from Lua, since libcurl's callbacks never call Lua;
 ** the check keeps it that way if that ever changes.
 */
-wf_session *wf_check_session(lua_State *L, int i) {
+static wf_session *check_session(lua_State *L, int i) {
   wf_session *s = (wf_session *)luaL_checkudata(L, i, WF_SESSION_TYPE);
-  if (s->multi == NULL) luaL_error(L, "attempt to use a closed session");
-  if (s->in_libcurl > 0) luaL_error(L, "recursive call");
+  if (s->multi.handle == NULL) luaL_error(L, "attempt to use a closed session");
+  if (s->multi.in_libcurl > 0) luaL_error(L, "recursive call");
   return s;
 }
 
 static wf_session *check_poll_session(lua_State *L, int i) {
-  wf_session *s = wf_check_session(L, i);
-  if (s->socket_mode) luaL_error(L, "session is in socket mode: drive it with socket_action");
+  wf_session *s = check_session(L, i);
+  if (socket_mode(s)) luaL_error(L, "session is in socket mode: drive it with socket_action");
   return s;
 }
 
-static CURL *take_easy(wf_session *s) {
-  if (s->idle_count > 0) return s->idle[--s->idle_count];
-  return curl_easy_init();
-}
-
-/* The multi handle keeps the connections; an easy handle is only worth its allocation. */
-void wf_give_back_easy(wf_session *s, CURL *easy) {
-  if (s != NULL && s->idle_count < WF_IDLE_HANDLES) {
-    curl_easy_reset(easy);
-    s->idle[s->idle_count++] = easy;
-  } else {
-    curl_easy_cleanup(easy);
-  }
+static wf_session *check_socket_session(lua_State *L, int i) {
+  wf_session *s = check_session(L, i);
+  if (!socket_mode(s)) luaL_error(L, "session is in poll mode: drive it with drive");
+  return s;
 }
 
 /* Finishes every transfer libcurl reports done, as both drivers do after acting. */
-void wf_collect_finished(wf_session *s) {
+static void collect_finished(wf_session *s) {
   CURLMsg *msg;
   int left;
-  while ((msg = curl_multi_info_read(s->multi, &left)) != NULL) {
+  while ((msg = curl_multi_info_read(s->multi.handle, &left)) != NULL) {
     char *owner = NULL;
     if (msg->msg != CURLMSG_DONE) continue;
     if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &owner) == CURLE_OK &&
@@ -65,7 +89,7 @@ void wf_collect_finished(wf_session *s) {
 ** socket mode the timer change that adding the handle makes waits in changes().
 */
 static int session_start(lua_State *L) {
-  wf_session *s = wf_check_session(L, 1);
+  wf_session *s = check_session(L, 1);
   wf_request req;
   wf_transfer *t;
   CURLcode rc;
@@ -74,30 +98,30 @@ static int session_start(lua_State *L) {
   wf_read_request(L, 2, &req);
   t = wf_transfer_new(L, req.max_body);
   if (!wf_build_headers(L, &t->headers, req.token)) return luaL_error(L, "out of memory");
-  t->easy = take_easy(s);
+  t->easy = wf_multi_take_easy(&s->multi);
   if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
   rc = wf_set_options(t->easy, &req, t->headers, &t->response, t);
-  if (rc == CURLE_OK && s->socket_mode) rc = wf_socket_setup_easy(s, t->easy);
+  if (rc == CURLE_OK && socket_mode(s)) rc = wf_socket_setup_easy(&s->sockets, t->easy);
   if (rc != CURLE_OK)
     return luaL_error(L, "cannot set up the request: %s", curl_easy_strerror(rc));
-  wf_transfer_link(s, t);
-  s->in_libcurl++;
-  mrc = curl_multi_add_handle(s->multi, t->easy);
-  s->in_libcurl--;
+  wf_transfer_link(&s->multi, t);
+  s->multi.in_libcurl++;
+  mrc = curl_multi_add_handle(s->multi.handle, t->easy);
+  s->multi.in_libcurl--;
   if (mrc != CURLM_OK) {
     wf_transfer_unlink(t);
     return luaL_error(L, "cannot start the request: %s", curl_multi_strerror(mrc));
   }
   t->state = WF_RUNNING;
-  s->running++;
+  s->multi.running++;
   lua_pushvalue(L, 1);
   t->session_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
 }
 
 static int session_running(lua_State *L) {
-  wf_session *s = wf_check_session(L, 1);
-  lua_pushinteger(L, s->running);
+  wf_session *s = check_session(L, 1);
+  lua_pushinteger(L, s->multi.running);
   return 1;
 }
 
@@ -107,54 +131,58 @@ static int session_running(lua_State *L) {
 */
 static int session_close(lua_State *L) {
   wf_session *s = (wf_session *)luaL_checkudata(L, 1, WF_SESSION_TYPE);
-  if (s->multi == NULL) return 0;
-  if (s->in_libcurl > 0) return luaL_error(L, "recursive call");
-  while (s->transfers != NULL) {
-    wf_transfer *t = s->transfers;
-    wf_transfer_end_attempt(t);
-    wf_transfer_unlink(t);
-    if (t->state == WF_RUNNING) t->state = WF_CANCELLED;
-  }
-  while (s->idle_count > 0) curl_easy_cleanup(s->idle[--s->idle_count]);
-  s->in_libcurl++;
+  if (s->multi.handle == NULL) return 0;
+  if (s->multi.in_libcurl > 0) return luaL_error(L, "recursive call");
+  wf_multi_cancel_all(&s->multi);
+  s->multi.in_libcurl++;
   /* Its only failures are a bad handle and a call from a callback: neither can be. */
-  (void)curl_multi_cleanup(s->multi);
-  s->in_libcurl--;
-  s->multi = NULL;
-  wf_socket_close_all(s);
-  wf_socket_free(s);
+  (void)curl_multi_cleanup(s->multi.handle);
+  s->multi.in_libcurl--;
+  s->multi.handle = NULL;
+  wf_socket_close_all(&s->sockets);
+  wf_socket_free(&s->sockets);
   return 0;
 }
 
 static int session_tostring(lua_State *L) {
   wf_session *s = (wf_session *)luaL_checkudata(L, 1, WF_SESSION_TYPE);
-  if (s->multi == NULL) lua_pushliteral(L, "workflows.session (closed)");
-  else if (s->socket_mode) lua_pushfstring(L, "workflows.session (socket mode, %p)", (void *)s);
+  if (s->multi.handle == NULL) lua_pushliteral(L, "workflows.session (closed)");
+  else if (socket_mode(s)) lua_pushfstring(L, "workflows.session (socket mode, %p)", (void *)s);
   else lua_pushfstring(L, "workflows.session (%p)", (void *)s);
   return 1;
 }
 
 /*
-** Pushes a new open session: built closed-first, so that a failure leaves an object
-** __gc can free. socket.c finishes a socket-mode one.
+** Pushes a new open poll-mode session: built closed-first, so that a failure leaves
+** an object __gc can free. core_socket_session makes it a socket-mode one.
 */
-wf_session *wf_new_session(lua_State *L) {
+static wf_session *new_session(lua_State *L) {
   wf_session *s;
   CURLMcode mrc;
-  wf_require_curl(L);
+  require_curl(L);
   s = (wf_session *)wf_newuserdata(L, sizeof *s);
   memset(s, 0, sizeof *s);
   luaL_setmetatable(L, WF_SESSION_TYPE);
-  s->multi = curl_multi_init();
-  if (s->multi == NULL) luaL_error(L, "curl_multi_init failed");
-  mrc = curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  s->multi.handle = curl_multi_init();
+  if (s->multi.handle == NULL) luaL_error(L, "curl_multi_init failed");
+  mrc = curl_multi_setopt(s->multi.handle, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   if (mrc != CURLM_OK) luaL_error(L, "curl_multi_setopt: %s", curl_multi_strerror(mrc));
   return s;
 }
 
 /* core.session() -> a new poll-mode session */
 static int core_session(lua_State *L) {
-  wf_new_session(L);
+  new_session(L);
+  return 1;
+}
+
+/* core.socket_session() -> a new socket-mode session */
+static int core_socket_session(lua_State *L) {
+  wf_session *s = new_session(L);
+  CURLMcode mrc;
+  s->multi.sockets = &s->sockets;
+  mrc = wf_socket_setup_multi(&s->sockets, s->multi.handle, &s->multi.in_libcurl);
+  if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_setopt: %s", curl_multi_strerror(mrc));
   return 1;
 }
 
@@ -164,11 +192,11 @@ static int core_session(lua_State *L) {
 static void perform(lua_State *L, wf_session *s) {
   int still_running = 0;
   CURLMcode mrc;
-  s->in_libcurl++;
-  mrc = curl_multi_perform(s->multi, &still_running);
-  s->in_libcurl--;
+  s->multi.in_libcurl++;
+  mrc = curl_multi_perform(s->multi.handle, &still_running);
+  s->multi.in_libcurl--;
   if (mrc != CURLM_OK) luaL_error(L, "curl_multi_perform: %s", curl_multi_strerror(mrc));
-  wf_collect_finished(s);
+  collect_finished(s);
 }
 
 /*
@@ -180,27 +208,92 @@ static void perform(lua_State *L, wf_session *s) {
 static int session_drive(lua_State *L) {
   wf_session *s = check_poll_session(L, 1);
   lua_Number wait = luaL_optnumber(L, 2, 0);
-  int running_before = s->running;
+  int running_before = s->multi.running;
   perform(L, s);
-  if (wait > 0 && s->running > 0 && s->running == running_before) {
+  if (wait > 0 && s->multi.running > 0 && s->multi.running == running_before) {
     int wait_ms = wait * 1000 >= INT_MAX ? INT_MAX : (int)(wait * 1000);
     CURLMcode mrc;
-    s->in_libcurl++;
-    mrc = curl_multi_poll(s->multi, NULL, 0, wait_ms > 0 ? wait_ms : 1, NULL);
-    s->in_libcurl--;
+    s->multi.in_libcurl++;
+    mrc = curl_multi_poll(s->multi.handle, NULL, 0, wait_ms > 0 ? wait_ms : 1, NULL);
+    s->multi.in_libcurl--;
     if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_poll: %s", curl_multi_strerror(mrc));
     perform(L, s);
   }
-  lua_pushinteger(L, s->running);
+  lua_pushinteger(L, s->multi.running);
   return 1;
 }
 
 /* session:timeout() -> seconds until libcurl wants to be driven again, or nil. */
 static int session_timeout(lua_State *L) {
-  wf_session *s = wf_check_session(L, 1);
+  wf_session *s = check_session(L, 1);
   long ms = -1;
-  if (curl_multi_timeout(s->multi, &ms) != CURLM_OK || ms < 0) return 0;
+  if (curl_multi_timeout(s->multi.handle, &ms) != CURLM_OK || ms < 0) return 0;
   lua_pushnumber(L, (lua_Number)ms / 1000);
+  return 1;
+}
+
+/* ------------------------------------------------------------ socket mode */
+
+/* After a libcurl call: raise for its failure or a lost change, else collect. */
+static int after_action(lua_State *L, wf_session *s, CURLMcode mrc) {
+  wf_socket_sweep(&s->sockets);
+  if (s->sockets.changes_lost)
+    return luaL_error(L, "out of memory while recording socket changes");
+  if (mrc != CURLM_OK)
+    return luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mrc));
+  collect_finished(s);
+  lua_pushinteger(L, s->multi.running);
+  return 1;
+}
+
+/*
+** session:socket_action(fd, events) -> running. events: "r", "w", "rw", or "e" for
+** a poll error (libcurl then fails the transfer on that socket rather than waiting).
+** A socket libcurl no longer knows is ignored, as libcurl itself does.
+*/
+static int session_socket_action(lua_State *L) {
+  static const char *const names[] = { "r", "w", "rw", "e", NULL };
+  static const int masks[] = { CURL_CSELECT_IN, CURL_CSELECT_OUT,
+                               CURL_CSELECT_IN | CURL_CSELECT_OUT, CURL_CSELECT_ERR };
+  wf_session *s = check_socket_session(L, 1);
+  lua_Integer fd = luaL_checkinteger(L, 2);
+  int events = masks[luaL_checkoption(L, 3, NULL, names)];
+  int running = 0;
+  CURLMcode mrc;
+  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 2, "not a descriptor");
+  s->multi.in_libcurl++;
+  mrc = curl_multi_socket_action(s->multi.handle, (curl_socket_t)fd, events, &running);
+  s->multi.in_libcurl--;
+  return after_action(L, s, mrc);
+}
+
+/* session:timer_expired() -> running */
+static int session_timer_expired(lua_State *L) {
+  wf_session *s = check_socket_session(L, 1);
+  int running = 0;
+  CURLMcode mrc;
+  s->multi.in_libcurl++;
+  mrc = curl_multi_socket_action(s->multi.handle, CURL_SOCKET_TIMEOUT, 0, &running);
+  s->multi.in_libcurl--;
+  return after_action(L, s, mrc);
+}
+
+/*
+** session:changes() -> sockets, timer: what libcurl asked of the loop since the last
+** call (see wf_socket_push_changes).
+*/
+static int session_changes(lua_State *L) {
+  wf_session *s = check_socket_session(L, 1);
+  return wf_socket_push_changes(L, &s->sockets);
+}
+
+/*
+** session:close_removed() -> count. Closes the descriptors libcurl let go of before the
+** last changes(): the loop has stopped watching them by now.
+*/
+static int session_close_removed(lua_State *L) {
+  wf_session *s = check_socket_session(L, 1);
+  lua_pushinteger(L, (lua_Integer)wf_socket_close_removed(&s->sockets));
   return 1;
 }
 
@@ -215,6 +308,14 @@ static const luaL_Reg session_methods[] = {
   { NULL, NULL }
 };
 
+static const luaL_Reg socket_methods[] = {
+  { "changes", session_changes },
+  { "socket_action", session_socket_action },
+  { "timer_expired", session_timer_expired },
+  { "close_removed", session_close_removed },
+  { NULL, NULL }
+};
+
 static const luaL_Reg session_metamethods[] = {
   { "__gc", session_close },
   { "__close", session_close },
@@ -222,14 +323,20 @@ static const luaL_Reg session_metamethods[] = {
   { NULL, NULL }
 };
 
-/* Registers workflows.session (socket.c adds its methods) and sets core.session. */
+/*
+** Registers workflows.session, its socket-mode methods after the others, and sets
+** core.session and core.socket_session in the module table at the top.
+*/
 int wf_session_open(lua_State *L) {
   luaL_newmetatable(L, WF_SESSION_TYPE);
   luaL_setfuncs(L, session_metamethods, 0);
   luaL_newlib(L, session_methods);
+  luaL_setfuncs(L, socket_methods, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, core_session);
   lua_setfield(L, -2, "session");
+  lua_pushcfunction(L, core_socket_session);
+  lua_setfield(L, -2, "socket_session");
   return 0;
 }

@@ -3,9 +3,10 @@
 **
 ** libcurl tells which sockets it wants watched, and when it wants a timer, through
 ** callbacks; here those callbacks only record (an array of changes, the latest timer
-** value), and the event loop reads the record with session:changes() after each call
-** into the session. The loop reports readiness with session:socket_action and timer
-** expiry with session:timer_expired.
+** value) into a wf_sockets, and the event loop reads the record with session:changes()
+** after each call into the session. The loop reports readiness with
+** session:socket_action and timer expiry with session:timer_expired. session.c binds
+** those methods and drives libcurl; this file keeps the record and knows no session.
 **
 ** libcurl closes a socket right after telling the loop to stop watching it; the loop
 ** hears of it only later, and by then the kernel could have handed the number to a new
@@ -18,17 +19,16 @@
 **
 ** libcurl 7.88 does not always go through on_close: taking a transfer out of the multi
 ** handle while it connects closes its socket at once, with or without a "remove". So
-** the session also keeps the descriptors it opened, and after every call into libcurl
-** reports each one that is no longer open as "close", the loop's sign to drop its
-** watcher before another socket takes the number. A number that comes back from
-** on_open while still listed was closed that way too, and is reported in its place in
-** the order of changes.
+** the record also keeps the descriptors it opened, and wf_socket_sweep, run after
+** every call into libcurl, reports each one that is no longer open as "close", the
+** loop's sign to drop its watcher before another socket takes the number. A number
+** that comes back from on_open while still listed was closed that way too, and is
+** reported in its place in the order of changes.
 */
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE               /* SOCK_CLOEXEC */
 
 #include <assert.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -36,7 +36,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "private.h"
+#include "socket.h"
 
 /* Grows *array (of *cap items of `size` bytes) to hold at least `need`; 0 on failure. */
 static int reserve(void **array, size_t *cap, size_t need, size_t size) {
@@ -54,7 +54,7 @@ static int reserve(void **array, size_t *cap, size_t need, size_t size) {
   return 1;
 }
 
-static int reserve_closing(wf_session *s, size_t need) {
+static int reserve_closing(wf_sockets *s, size_t need) {
   void *array = s->closing;
   int ok = reserve(&array, &s->closing_cap, need, sizeof *s->closing);
   s->closing = (curl_socket_t *)array;
@@ -64,7 +64,7 @@ static int reserve_closing(wf_session *s, size_t need) {
 /* "close": a change the core adds, after libcurl's own CURL_POLL_* values. */
 #define WF_POLL_CLOSE (CURL_POLL_REMOVE + 1)
 
-static int record_change(wf_session *s, curl_socket_t fd, int what) {
+static int record_change(wf_sockets *s, curl_socket_t fd, int what) {
   void *array = s->changes;
   int ok = reserve(&array, &s->change_cap, s->change_count + 1, sizeof *s->changes);
   s->changes = (wf_socket_change *)array;
@@ -79,7 +79,7 @@ static int record_change(wf_session *s, curl_socket_t fd, int what) {
 }
 
 /* Forgets fd as open; 1 if it was listed. */
-static int forget_open(wf_session *s, curl_socket_t fd) {
+static int forget_open(wf_sockets *s, curl_socket_t fd) {
   size_t i;
   for (i = 0; i < s->open_count; i++) {
     if (s->open[i] == fd) {
@@ -91,7 +91,7 @@ static int forget_open(wf_session *s, curl_socket_t fd) {
 }
 
 /* Reports every listed descriptor that libcurl closed without on_close. */
-void wf_socket_sweep(wf_session *s) {
+void wf_socket_sweep(wf_sockets *s) {
   size_t i = 0;
   while (i < s->open_count) {
     curl_socket_t fd = s->open[i];
@@ -108,28 +108,28 @@ void wf_socket_sweep(wf_session *s) {
 /* They only record: no Lua call, nothing that raises, nothing that blocks. */
 
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *clientp, void *socketp) {
-  wf_session *s = (wf_session *)clientp;
+  wf_sockets *s = (wf_sockets *)clientp;
   (void)easy;
   (void)socketp;
-  assert(s->in_libcurl > 0);
+  assert(*s->in_libcurl > 0);
   return record_change(s, fd, what) ? 0 : -1;   /* -1: libcurl aborts the transfers */
 }
 
 static int on_timer(CURLM *multi, long timeout_ms, void *clientp) {
-  wf_session *s = (wf_session *)clientp;
+  wf_sockets *s = (wf_sockets *)clientp;
   (void)multi;
-  assert(s->in_libcurl > 0);
+  assert(*s->in_libcurl > 0);
   s->timer_ms = timeout_ms;
   s->timer_changed = 1;
   return 0;
 }
 
 static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *address) {
-  wf_session *s = (wf_session *)clientp;
+  wf_sockets *s = (wf_sockets *)clientp;
   void *array = s->open;
   curl_socket_t fd;
   int ok;
-  assert(s->in_libcurl > 0);
+  assert(*s->in_libcurl > 0);
   if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
   if (!reserve_closing(s, s->closing_count + s->open_count + 1)) return CURL_SOCKET_BAD;
   ok = reserve(&array, &s->open_cap, s->open_count + 1, sizeof *s->open);
@@ -147,8 +147,8 @@ static curl_socket_t on_open(void *clientp, curlsocktype purpose, struct curl_so
 }
 
 static int on_close(void *clientp, curl_socket_t fd) {
-  wf_session *s = (wf_session *)clientp;
-  assert(s->in_libcurl > 0);
+  wf_sockets *s = (wf_sockets *)clientp;
+  assert(*s->in_libcurl > 0);
   forget_open(s, fd);
   if (!reserve_closing(s, s->closing_count + 1)) return close(fd);   /* not ours: cannot wait */
   s->closing[s->closing_count++] = fd;
@@ -157,20 +157,23 @@ static int on_close(void *clientp, curl_socket_t fd) {
 
 /* ------------------------------------------------------------ set-up */
 
-/* Makes s a socket-mode session. */
-CURLMcode wf_socket_setup_multi(wf_session *s) {
+/*
+** Routes multi's socket and timer requests into s. in_libcurl is the owner's count of
+** its libcurl calls under way, which the callbacks assert.
+*/
+CURLMcode wf_socket_setup_multi(wf_sockets *s, CURLM *multi, const int *in_libcurl) {
   CURLMcode mrc;
-  s->socket_mode = 1;
-  if ((mrc = curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_socket)) != CURLM_OK ||
-      (mrc = curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s)) != CURLM_OK ||
-      (mrc = curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_timer)) != CURLM_OK ||
-      (mrc = curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s)) != CURLM_OK)
+  s->in_libcurl = in_libcurl;
+  if ((mrc = curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, on_socket)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, s)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, on_timer)) != CURLM_OK ||
+      (mrc = curl_multi_setopt(multi, CURLMOPT_TIMERDATA, s)) != CURLM_OK)
     return mrc;
   return CURLM_OK;
 }
 
-/* Routes an easy handle's socket opening and closing through the session. */
-CURLcode wf_socket_setup_easy(wf_session *s, CURL *easy) {
+/* Routes an easy handle's socket opening and closing through s. */
+CURLcode wf_socket_setup_easy(wf_sockets *s, CURL *easy) {
   CURLcode rc;
   if ((rc = curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open)) != CURLE_OK ||
       (rc = curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, s)) != CURLE_OK ||
@@ -181,13 +184,13 @@ CURLcode wf_socket_setup_easy(wf_session *s, CURL *easy) {
 }
 
 /* Closes every queued descriptor, whatever changes() said (session:close). */
-void wf_socket_close_all(wf_session *s) {
+void wf_socket_close_all(wf_sockets *s) {
   size_t i;
   for (i = 0; i < s->closing_count; i++) close(s->closing[i]);
   s->closing_count = s->closable = 0;
 }
 
-void wf_socket_free(wf_session *s) {
+void wf_socket_free(wf_sockets *s) {
   free(s->changes);
   free(s->closing);
   free(s->open);
@@ -197,72 +200,23 @@ void wf_socket_free(wf_session *s) {
   s->change_count = s->change_cap = s->closing_cap = s->open_count = s->open_cap = 0;
 }
 
-/* ------------------------------------------------------------ methods */
 
-static wf_session *check_socket_session(lua_State *L, int i) {
-  wf_session *s = wf_check_session(L, i);
-  if (!s->socket_mode) luaL_error(L, "session is in poll mode: drive it with drive");
-  return s;
-}
-
-/* After a libcurl call: raise for its failure or a lost change, else collect. */
-static int after_action(lua_State *L, wf_session *s, CURLMcode mrc) {
-  wf_socket_sweep(s);
-  if (s->changes_lost)
-    return luaL_error(L, "out of memory while recording socket changes");
-  if (mrc != CURLM_OK)
-    return luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mrc));
-  wf_collect_finished(s);
-  lua_pushinteger(L, s->running);
-  return 1;
-}
+/* ------------------------------------------------------------ reading the record */
 
 /*
-** session:socket_action(fd, events) -> running. events: "r", "w", "rw", or "e" for
-** a poll error (libcurl then fails the transfer on that socket rather than waiting).
-** A socket libcurl no longer knows is ignored, as libcurl itself does.
-*/
-static int session_socket_action(lua_State *L) {
-  static const char *const names[] = { "r", "w", "rw", "e", NULL };
-  static const int masks[] = { CURL_CSELECT_IN, CURL_CSELECT_OUT,
-                               CURL_CSELECT_IN | CURL_CSELECT_OUT, CURL_CSELECT_ERR };
-  wf_session *s = check_socket_session(L, 1);
-  lua_Integer fd = luaL_checkinteger(L, 2);
-  int events = masks[luaL_checkoption(L, 3, NULL, names)];
-  int running = 0;
-  CURLMcode mrc;
-  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 2, "not a descriptor");
-  s->in_libcurl++;
-  mrc = curl_multi_socket_action(s->multi, (curl_socket_t)fd, events, &running);
-  s->in_libcurl--;
-  return after_action(L, s, mrc);
-}
-
-/* session:timer_expired() -> running */
-static int session_timer_expired(lua_State *L) {
-  wf_session *s = check_socket_session(L, 1);
-  int running = 0;
-  CURLMcode mrc;
-  s->in_libcurl++;
-  mrc = curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  s->in_libcurl--;
-  return after_action(L, s, mrc);
-}
-
-/*
-** session:changes() -> sockets, timer. Pushes { fd, what, ... } in libcurl's order,
-** then { fd, "close" } for each descriptor queued for closing since the last call, and
-** the timer (nil: unchanged, -1: stop, else milliseconds), and empties the record.
-** The descriptors queued for closing so far become closable by close_removed().
+** The body of session:changes(): pushes { fd, what, ... } in libcurl's order, then
+** { fd, "close" } for each descriptor queued for closing since the last call, and the
+** timer (nil: unchanged, -1: stop, else milliseconds), and empties the record; returns
+** how many values it pushed. The descriptors queued for closing so far become closable
+** by wf_socket_close_removed.
 **
 ** libcurl does not always say "remove" before it closes a socket it asked to have
 ** watched (a connection closed after its easy handle left the multi handle), so the
 ** "close" entries are what tells the loop to drop a watcher before the number is freed.
 */
-static int session_changes(lua_State *L) {
+int wf_socket_push_changes(lua_State *L, wf_sockets *s) {
   /* CURL_POLL_NONE (never sent by libcurl 7.88) asks to watch nothing: "remove" too */
   static const char *const whats[] = { "remove", "r", "w", "rw", "remove", "close" };
-  wf_session *s = check_socket_session(L, 1);
   size_t i, n = 0;
   lua_createtable(L, (int)((s->change_count + s->closing_count - s->closable) * 2), 0);
   for (i = 0; i < s->change_count; i++) {
@@ -287,11 +241,11 @@ static int session_changes(lua_State *L) {
 }
 
 /*
-** session:close_removed() -> count. Closes the descriptors libcurl let go of before the
-** last changes(): the loop has stopped watching them by now.
+** The body of session:close_removed(): closes the descriptors libcurl let go of before
+** the last wf_socket_push_changes (the loop has stopped watching them by now) and
+** returns how many.
 */
-static int session_close_removed(lua_State *L) {
-  wf_session *s = check_socket_session(L, 1);
+size_t wf_socket_close_removed(wf_sockets *s) {
   size_t i, n = s->closable;
   if (n > 0) {
     for (i = 0; i < n; i++) close(s->closing[i]);
@@ -299,33 +253,5 @@ static int session_close_removed(lua_State *L) {
     s->closing_count -= n;
   }
   s->closable = 0;
-  lua_pushinteger(L, (lua_Integer)n);
-  return 1;
-}
-
-/* core.socket_session() -> a new socket-mode session */
-static int core_socket_session(lua_State *L) {
-  wf_session *s = wf_new_session(L);
-  CURLMcode mrc = wf_socket_setup_multi(s);
-  if (mrc != CURLM_OK) return luaL_error(L, "curl_multi_setopt: %s", curl_multi_strerror(mrc));
-  return 1;
-}
-
-static const luaL_Reg socket_methods[] = {
-  { "changes", session_changes },
-  { "socket_action", session_socket_action },
-  { "timer_expired", session_timer_expired },
-  { "close_removed", session_close_removed },
-  { NULL, NULL }
-};
-
-/* Adds the socket methods to workflows.session and sets core.socket_session. */
-int wf_socket_open(lua_State *L) {
-  luaL_getmetatable(L, WF_SESSION_TYPE);
-  lua_getfield(L, -1, "__index");
-  luaL_setfuncs(L, socket_methods, 0);
-  lua_pop(L, 2);
-  lua_pushcfunction(L, core_socket_session);
-  lua_setfield(L, -2, "socket_session");
-  return 0;
+  return n;
 }

@@ -1,14 +1,16 @@
 /*
-** Transfers: one request in flight on a session, then its outcome. The multi driver
-** (session.c, socket.c) finishes them; this file owns their lifetime.
+** Transfers: one request in flight on a multi handle, then its outcome. This file owns
+** their lifetime, and with it the multi handle's side of them -- the list of attached
+** transfers, the running count, the idle easy handles -- through the wf_multi that the
+** session lends them. The session drives libcurl and calls wf_transfer_finish.
 */
 #include <string.h>
 
-#include "private.h"
+#include "transfer.h"
 
 static wf_transfer *check_transfer(lua_State *L, int i) {
   wf_transfer *t = (wf_transfer *)luaL_checkudata(L, i, WF_TRANSFER_TYPE);
-  if (t->session != NULL && t->session->in_libcurl > 0) luaL_error(L, "recursive call");
+  if (t->multi != NULL && t->multi->in_libcurl > 0) luaL_error(L, "recursive call");
   return t;
 }
 
@@ -26,22 +28,40 @@ wf_transfer *wf_transfer_new(lua_State *L, size_t max_body) {
   return t;
 }
 
-void wf_transfer_link(wf_session *s, wf_transfer *t) {
-  t->session = s;
+/* ------------------------------------------------ the multi handle's side */
+
+/* An idle easy handle, or a new one; NULL when curl_easy_init fails. */
+CURL *wf_multi_take_easy(wf_multi *m) {
+  if (m->idle_count > 0) return m->idle[--m->idle_count];
+  return curl_easy_init();
+}
+
+/* The multi handle keeps the connections; an easy handle is only worth its allocation. */
+static void give_back_easy(wf_multi *m, CURL *easy) {
+  if (m != NULL && m->idle_count < WF_IDLE_HANDLES) {
+    curl_easy_reset(easy);
+    m->idle[m->idle_count++] = easy;
+  } else {
+    curl_easy_cleanup(easy);
+  }
+}
+
+void wf_transfer_link(wf_multi *m, wf_transfer *t) {
+  t->multi = m;
   t->prev = NULL;
-  t->next = s->transfers;
-  if (s->transfers != NULL) s->transfers->prev = t;
-  s->transfers = t;
+  t->next = m->transfers;
+  if (m->transfers != NULL) m->transfers->prev = t;
+  m->transfers = t;
 }
 
 void wf_transfer_unlink(wf_transfer *t) {
-  wf_session *s = t->session;
-  if (s == NULL) return;
+  wf_multi *m = t->multi;
+  if (m == NULL) return;
   if (t->prev != NULL) t->prev->next = t->next;
-  else s->transfers = t->next;
+  else m->transfers = t->next;
   if (t->next != NULL) t->next->prev = t->prev;
   t->prev = t->next = NULL;
-  t->session = NULL;
+  t->multi = NULL;
 }
 
 /*
@@ -49,27 +69,27 @@ void wf_transfer_unlink(wf_transfer *t) {
 ** (aborting it if it was still running, which closes its connection) and frees the
 ** request headers. The response stays.
 */
-void wf_transfer_end_attempt(wf_transfer *t) {
-  wf_session *s = t->session;
+static void end_attempt(wf_transfer *t) {
+  wf_multi *m = t->multi;
   if (t->easy != NULL) {
     CURLMcode mrc = CURLM_BAD_HANDLE;
-    if (s != NULL && s->multi != NULL) {
-      s->in_libcurl++;
-      mrc = curl_multi_remove_handle(s->multi, t->easy);
-      s->in_libcurl--;
-      if (s->socket_mode) wf_socket_sweep(s);
+    if (m != NULL && m->handle != NULL) {
+      m->in_libcurl++;
+      mrc = curl_multi_remove_handle(m->handle, t->easy);
+      m->in_libcurl--;
+      if (m->sockets != NULL) wf_socket_sweep(m->sockets);
     }
     /* A handle that could not be taken out is not fit for reuse; cleanup detaches it. */
     if (mrc == CURLM_OK) {
-      wf_give_back_easy(s, t->easy);
+      give_back_easy(m, t->easy);
     } else {
-      if (s != NULL) s->in_libcurl++;
+      if (m != NULL) m->in_libcurl++;
       curl_easy_cleanup(t->easy);
-      if (s != NULL) s->in_libcurl--;
+      if (m != NULL) m->in_libcurl--;
     }
     t->easy = NULL;
   }
-  if (t->state == WF_RUNNING && s != NULL) s->running--;
+  if (t->state == WF_RUNNING && m != NULL) m->running--;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
 }
@@ -86,13 +106,28 @@ void wf_transfer_finish(wf_transfer *t, CURLcode code) {
     r->elapsed = elapsed;
   if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
     r->reused = connects == 0 && r->status > 0;
-  wf_transfer_end_attempt(t);
+  end_attempt(t);
   t->state = WF_DONE;
+}
+
+/*
+** Ends the attempt of every transfer still attached to m and detaches it (a running
+** one becomes cancelled), then frees the idle easy handles: closing a session does
+** this before it frees the multi handle.
+*/
+void wf_multi_cancel_all(wf_multi *m) {
+  while (m->transfers != NULL) {
+    wf_transfer *t = m->transfers;
+    end_attempt(t);
+    wf_transfer_unlink(t);
+    if (t->state == WF_RUNNING) t->state = WF_CANCELLED;
+  }
+  while (m->idle_count > 0) curl_easy_cleanup(m->idle[--m->idle_count]);
 }
 
 /* Idempotent: release, __gc and __close all come here. */
 static void release_transfer(lua_State *L, wf_transfer *t) {
-  wf_transfer_end_attempt(t);
+  end_attempt(t);
   wf_transfer_unlink(t);
   t->state = WF_RELEASED;
   wf_response_free(&t->response);
