@@ -1,4 +1,6 @@
 /*
+** Layer 0 (clocks) -- may call: nothing
+**
 ** The clocks: core.now (monotonic), core.time (wall) and core.sleep, and the same
 ** clocks for the other C files.
 */

@@ -1,4 +1,7 @@
 /*
+** Layer 5 (the module) -- may call: session.c, transfer.c, request.c, response.c,
+** decode.c, clock.c
+**
 ** luaopen_workflows_core: the module table. Each file registers its own functions
 ** and metatables through its *_open, lowest layer first; this one only says which
 ** libcurl it got. session.c sets libcurl up when the first session is made.

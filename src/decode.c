@@ -1,4 +1,6 @@
 /*
+** Layer 0 (decoding) -- may call: nothing
+**
 ** Response bodies to plain Lua tables, through a private lua-cjson instance.
 **
 ** lua-cjson does the parsing; this file validates the shape the API documents and

@@ -1,4 +1,6 @@
 /*
+** Layer 2 (requests) -- may call: response.c
+**
 ** One request: reading the Lua request table, the header list, and the easy handle's
 ** options, with the callbacks that collect the response into a wf_response. Also
 ** core.escape_segment, the one piece of URL building the Lua layer leaves to C.

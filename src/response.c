@@ -1,4 +1,6 @@
 /*
+** Layer 1 (responses) -- may call: decode.c, clock.c
+**
 ** One attempt's response: the body and headers as they arrive, and the outcome table
 ** built from them once the attempt is over. Nothing here touches libcurl's handles,
 ** so the fuzzer drives it with bytes alone, and core.response_outcome with what

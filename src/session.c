@@ -1,4 +1,6 @@
 /*
+** Layer 4 (sessions) -- may call: transfer.c, socket.c, request.c
+**
 ** Sessions: libcurl's multi interface, bound so that the caller drives.
 **
 ** A session owns one multi handle (and with it the connection cache, so that every

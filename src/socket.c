@@ -1,4 +1,6 @@
 /*
+** Layer 2 (socket record) -- may call: nothing
+**
 ** Socket mode: libcurl's multi_socket interface for an outside event loop.
 **
 ** libcurl tells which sockets it wants watched, and when it wants a timer, through

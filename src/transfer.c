@@ -1,4 +1,6 @@
 /*
+** Layer 3 (transfers) -- may call: socket.c, response.c
+**
 ** Transfers: one request in flight on a multi handle, then its outcome. This file owns
 ** their lifetime, and with it the multi handle's side of them -- the list of attached
 ** transfers, the running count, the idle easy handles -- through the wf_multi that the
