@@ -173,6 +173,13 @@ local function names_of(specs)
   return names
 end
 
+-- The option names of workflows.new (`client`), of list_runs (`list`) and of runs
+-- and pages (`walk`), in the order they are checked: a fresh copy.
+function M.names()
+  return { client = names_of(CLIENT_OPTIONS), list = names_of(LIST_OPTIONS),
+    walk = names_of(WALK_OPTIONS) }
+end
+
 local function value_problem(spec, value)
   if spec.problem then return spec.problem(value) end
   local line = format('option "%s" must be %s', spec[1], spec[3])

@@ -12,6 +12,10 @@
 ---A libuv binding: vim.uv, vim.loop, or require "luv".
 ---@alias workflows.Loop table
 
+---Which transport carries a client's calls: "auto" takes cosockets inside nginx and
+---libcurl elsewhere; "ngx" cosockets or a failure; "curl" libcurl even inside nginx.
+---@alias workflows.Transport "auto"|"ngx"|"curl"
+
 ---@class workflows.Options
 ---@field token? string bearer token; default `$WORKFLOWS_API_TOKEN`
 ---@field base_url? string default `$WORKFLOWS_BASE_URL` or "https://api.example.com"
@@ -26,6 +30,9 @@
 ---@field ca_file? string PEM bundle of a private CA
 ---@field ca_path? string directory of CA certificates
 ---@field max_body_bytes? integer a larger response fails (default 32 MiB)
+---@field transport? workflows.Transport "auto" (default); "curl" inside nginx blocks the worker for each call
+---@field pool_size? integer inside nginx: kept-alive connections per scheme, host and port in each worker (default 30)
+---@field pool_idle_timeout? number inside nginx: seconds an idle kept-alive connection stays in the pool (default 60)
 
 ---@class workflows.ListOptions
 ---@field status? workflows.Status
@@ -78,6 +85,13 @@ local Walk = {}
 
 ---Releases what the walk has in flight; idempotent.
 function Walk:close() end
+
+---The prefetch window: its size now, the largest it reached, and how often the
+---server made it halve (always 0 for a fixed prefetch).
+---@return integer size
+---@return integer largest
+---@return integer halvings
+function Walk:window() end
 
 ---A coroutine of the client's loop (`client:spawn`, the callback form of `list_runs`).
 ---@class workflows.Task
