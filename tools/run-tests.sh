@@ -3,7 +3,7 @@
 # installed Lua, the rock built by luarocks -- and ends with one line:
 # "N passed, M failed". Exits non-zero when anything failed.
 #
-# The suites run side by side (TEST_JOBS at a time, default 3): each
+# The suites run side by side (TEST_JOBS at a time, default 5): each
 # busted process starts its own sandboxes on free ports, and each suite writes to
 # a file of its own, shown in a fixed order once all have ended.
 #
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 . tools/lib.sh
 
 LUAS=${LUAS:-"lua5.4 lua5.3 lua5.2 lua5.1 luajit"}
-TEST_JOBS=${TEST_JOBS:-3}          # 0: every suite at once; more than 3 on 2 cores starves the timing specs
+TEST_JOBS=${TEST_JOBS:-5}          # 0: every suite at once; more than 5 on 2 cores starves the timing specs
 work=$(mktemp -d)
 pids=""
 cleanup() {
@@ -66,6 +66,39 @@ specs() {  # specs LUA CPATH_DIR FILE...
   "$lua" /usr/bin/busted -o plainTerminal --cpath="$dir/?.so" "$@"
 }
 
+# Which Luas run which specs. Every Lua runs the specs of the library's own Lua code
+# (options, errors, decoding, walks, tasks): that is where the Luas differ (integers,
+# yields across pcall, closing values, weak tables without ephemerons). The specs of a
+# host that embeds its own Lua (nginx and Neovim run LuaJIT whatever runs busted) and
+# of the sandbox run once, under lua5.4. The wire faults, retry timings, connect
+# timeouts, the 10,000-client handles spec and the command run under lua5.4, luajit
+# and lua5.1: one Lua with integers, the JIT, and one with floats only.
+ONCE="00-sandbox 90-neovim 93-neovim-plugin 95-openresty 98-careless-nginx 98-careless-nvim
+  99-openresty-example"
+PRIMARY="40-retries 70-faults 83-connect-timeout 85-handles 96-cli-output 97-cli"
+PRIMARY_LUAS="lua5.4 luajit lua5.1"
+
+# runs_on LUA FILE: whether LUA's suite runs the spec FILE ("hosts": the ONCE specs,
+# a suite of their own under lua5.4, so that the longest suite is not also the one
+# with every host in it).
+runs_on() {
+  name=$(basename "$2" _spec.lua)
+  case " $(echo $ONCE) " in *" $name "*) [ "$1" = hosts ]; return ;; esac
+  [ "$1" != hosts ] || return 1
+  case " $PRIMARY " in *" $name "*)
+    case " $PRIMARY_LUAS " in *" $1 "*) return 0 ;; esac
+    return 1 ;;
+  esac
+  return 0
+}
+
+# specs_for LUA N: the spec files LUA runs, starting N files further on.
+specs_for() {
+  for file in $(rotated "$2"); do
+    if runs_on "$1" "$file"; then echo "$file"; fi
+  done
+}
+
 # rotated N: the spec files, starting N files further on (and wrapping round).
 # Each Lua starts at another file, so that the files that keep the CPU busy
 # (starting sandboxes, the handles spec's 10,000 clients) are not run by every
@@ -92,17 +125,31 @@ for lua in $LUAS; do
   fi
 done
 
-launch lint lint
-launch sandbox sandbox_tests
+# The longest suites first, so that none of them starts last and ends long after the
+# others: lua5.4, lua5.1 and LuaJIT run the most specs, the hosts' suite starts nginx
+# and Neovim; lint, the sandbox's tests and the rock fill the gaps.
 set -- $built
 files=$(ls spec/*_spec.lua | wc -l)
+order=""
+for lua in lua5.4 lua5.1 luajit hosts lua5.3 lua5.2; do
+  case " $built " in *" $lua "*) order="$order $lua" ;; esac
+  if [ "$lua" = hosts ]; then
+    case " $built " in *" lua5.4 "*) order="$order hosts" ;; esac
+  fi
+done
 shift_by=0
-for lua in $built; do
-  if [ "$lua" = lua5.4 ]; then dir=.; else dir=build/$lua; fi
+for suite in $order; do
+  case $suite in
+    hosts) dir=. lua=lua5.4 ;;
+    lua5.4) dir=. lua=lua5.4 ;;
+    *) dir=build/$suite lua=$suite ;;
+  esac
   # shellcheck disable=SC2046
-  launch "specs-$lua" specs "$lua" "$dir" $(rotated $((shift_by * files / $#)))
+  launch "specs-$suite" specs "$lua" "$dir" $(specs_for "$suite" $((shift_by * files / $#)))
   shift_by=$((shift_by + 1))
 done
+launch lint lint
+launch sandbox sandbox_tests
 launch rock rock
 wait
 pids=""
