@@ -106,6 +106,14 @@ local function content_length(value)
   return length
 end
 
+-- A body with no length and no chunks: it ends when the server closes, so the
+-- connection cannot be kept.
+local function read_until_close(self)
+  self.keep_alive = false
+  self.state = "close"
+  return false
+end
+
 -- Decides how the body is framed once the headers are in.
 local function begin_body(self)
   local headers, status = self.headers, self.status
@@ -122,9 +130,7 @@ local function begin_body(self)
       self.state = "size"
       return false
     end
-    self.keep_alive = false
-    self.state = "close"
-    return false
+    return read_until_close(self)
   end
   local length = headers["content-length"]
   if length then
@@ -140,9 +146,7 @@ local function begin_body(self)
     self.state = "length"
     return false
   end
-  self.keep_alive = false
-  self.state = "close"
-  return false
+  return read_until_close(self)
 end
 
 local function status_line(self, line)

@@ -77,16 +77,21 @@ function Attempt:result()
 end
 
 
-local function finish(attempt, outcome)
-  if attempt.outcome then return end
-  attempt.outcome = outcome
-  attempt.thread = nil
+-- No longer counted in flight; idempotent.
+local function landed(attempt)
   local transport = attempt.transport
   if transport.live[attempt] then
     transport.live[attempt] = nil
     transport.count = transport.count - 1
   end
-  local sema = transport.sema
+end
+
+local function finish(attempt, outcome)
+  if attempt.outcome then return end
+  attempt.outcome = outcome
+  attempt.thread = nil
+  landed(attempt)
+  local sema = attempt.transport.sema
   local waiting = -sema:count()
   if waiting > 0 then sema:post(waiting) end
 end
@@ -106,11 +111,7 @@ end
 function Attempt:release()
   if self.released then return end
   self.released = true
-  local transport = self.transport
-  if transport.live[self] then
-    transport.live[self] = nil
-    transport.count = transport.count - 1
-  end
+  landed(self)
   local thread = self.thread
   if thread then
     self.thread = nil
