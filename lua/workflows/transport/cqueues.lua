@@ -3,21 +3,24 @@ cqueues controller (lua-cqueues, the event loop under lua-http). Calls made in a
 coroutine the controller runs (cq:wrap) use it; their waits are cqueues.poll, which
 yields to the controller instead of blocking it.
 
-The core reports what libcurl wants watched (doc/core.md, socket sessions); every
-coroutine that waits polls the whole set and hands what is ready back to libcurl, so
-whichever coroutine wakes drives the session for all of them. Nothing here runs inside
-libcurl's callbacks, and a failure of libcurl itself fails the attempts in flight
-rather than raise into the controller.
+The core reports what libcurl wants watched (doc/core.md, socket sessions). Of the
+coroutines waiting on one client, one at a time (the driver) polls those descriptors
+and libcurl's timer and hands what is ready back to libcurl, for all of them; the
+others wait on a condition that is signalled when an attempt finishes, and one of them
+takes over when the driver leaves. Nothing here runs inside libcurl's callbacks, and a
+failure of libcurl itself fails the attempts in flight rather than raise into the
+controller.
 
-Descriptors. cqueues keeps each polled descriptor in its epoll set after the poll
-returns, until the coroutine yields again, and then asks epoll to drop it: a descriptor
-closed meanwhile makes that request fail, and cqueues then kills the coroutine
-("unable to update event disposition"). libcurl closes some descriptors without
-telling first (the core's "close"; the threaded resolver's socketpair after its
-"remove"). So cqueues never sees libcurl's descriptors: it polls a duplicate of each
-(cqueues.socket.dup, the same socket under a number this transport owns), and a
-duplicate is closed only through its own close(), which takes it out of every
-controller's epoll set first. ]]
+Descriptors. cqueues keeps a polled descriptor in its epoll set after the poll returns,
+until the coroutine yields again, and then asks epoll to drop it: a descriptor closed
+meanwhile makes that request fail, and cqueues kills the coroutine ("unable to update
+event disposition"). cqueues.cancel(fd), which a cqueues socket's close() does first,
+drops it at once, but another coroutine still polling the same number brings it back
+when it resumes. Hence: libcurl's own descriptors are never polled, since libcurl closes
+some without telling first (the core's "close"; the threaded resolver's socketpair
+after its "remove"); the driver polls a duplicate of each (cqueues.socket.dup: the same
+socket under a number this transport owns), closed only through its own close(); and
+only the driver polls them, so no other coroutine ever holds one. ]]
 
 local core = require "workflows.core"
 local errors = require "workflows.errors"
@@ -123,6 +126,7 @@ end
 function M.found(client) return client.transports.cqueues end
 
 local function new_transport()
+  local condition = require "cqueues.condition"
   return setmetatable({
     cqueues = cqueues(),
     socket = require "cqueues.socket",
@@ -132,10 +136,15 @@ local function new_transport()
     due = nil,              -- core.now() time libcurl's timer goes off, or nil
     owners = {},            -- attempt -> true until released
     dropped = {},           -- attempts whose walk was collected, to release on the next turn
-    -- woken when an attempt finishes, libcurl's timer moves earlier or the watched set
-    -- changes, so that a coroutine waiting with an older view looks again
-    wakeup = require("cqueues.condition").new(),
-    waiting = {},           -- coroutine -> the time its wait ends, while it polls
+    -- signalled when an attempt finishes (every waiting coroutine looks again), and
+    -- once when the driver leaves (one of them takes over)
+    finished = condition.new(),
+    -- signalled when what the driver polls changed: the watched set, an earlier timer
+    changed = condition.new(),
+    driver = nil,           -- the coroutine polling the descriptors, while it does
+    driver_in = nil,        -- its controller (nil outside any)
+    driver_until = nil,     -- when its poll ends at the latest
+    waiting = {},           -- coroutine -> true while it waits on `finished`
     completions = 0,        -- attempts finished so far
     seen = setmetatable({}, { __mode = "k" }),     -- coroutine -> completions when it last looked
     resumed = setmetatable({}, { __mode = "k" }),  -- coroutine -> when it last had the controller back
@@ -161,17 +170,12 @@ local function current_key()
   return running_coroutine() or MAIN
 end
 
--- Wakes every coroutine waiting in this transport; each looks again.
-local function wake_waiting(self)
-  if next(self.waiting) then self.wakeup:signal() end
-end
-
--- What a wait polls: one object per direction of each watched descriptor, so that what
--- comes back ready says which direction is, and the wake-up condition.
+-- What the driver polls: one object per direction of each watched descriptor, so that
+-- what comes back ready says which direction is, and both conditions.
 local function poll_objects(self)
   local polled = self.polled
   if polled then return polled end
-  polled = { self.wakeup }
+  polled = { self.finished, self.changed }
   for _, entry in pairs(self.watched) do
     if find(entry.what, "r", 1, true) then polled[#polled + 1] = entry.r end
     if find(entry.what, "w", 1, true) then polled[#polled + 1] = entry.w end
@@ -213,7 +217,7 @@ end
 -- Applies what libcurl asked for during the last calls into the session: watch,
 -- re-watch or forget descriptors, move the timer, then let the core close what libcurl
 -- let go of. Returns the descriptors that could not be watched, and whether anything
--- a waiting coroutine polls changed.
+-- the driver polls changed.
 local function settle(self)
   local session = self.session
   local sockets, timer = session:changes()
@@ -257,7 +261,7 @@ end
 -- Settles libcurl's changes. A descriptor that cannot be watched fails the transfer
 -- on it (libcurl reports a poll error), which brings changes of its own: settled
 -- again, a few rounds at most. Returns false and the error when libcurl itself fails,
--- and whether waiting coroutines should look again.
+-- and whether the driver should look again.
 local function settle_all(self, session)
   local changed = false
   for _ = 1, 4 do
@@ -274,7 +278,7 @@ local function settle_all(self, session)
 end
 
 -- Calls `action(session, ...)` (when given), then settles; counts an attempt that
--- finished, and wakes the coroutines waiting when anything they poll or wait for
+-- finished and wakes every waiting coroutine, or wakes the driver when what it polls
 -- changed. A failure of libcurl itself fails every attempt in flight.
 function Transport:act(action, ...)
   local session = self.session
@@ -287,9 +291,10 @@ function Transport:act(action, ...)
   if not ok then fail_in_flight(self, err) end
   if session:running() < before or not ok then
     self.completions = self.completions + 1
-    changed = true
+    self.finished:signal()
+  elseif changed and self.driver ~= nil then
+    self.changed:signal()
   end
-  if changed then wake_waiting(self) end
 end
 
 -- Releases the attempts whose walks were collected (Transport:drop queued them).
@@ -371,30 +376,22 @@ local function dispatch(self, ready, count)
   return true
 end
 
--- Waits in the running coroutine, which yields to its controller (outside any
--- controller, cqueues.poll blocks): returns once an attempt finished, libcurl's
--- timer went off, something this wait polls changed, or after `seconds`.
-function Transport:wait(seconds)
-  local cq = self.cqueues
-  local controller, own = cq.running()
-  if controller ~= nil and not own then error(errors.invalid_argument(NESTED), 0) end
-  if controller ~= nil and not can_yield_here() then
-    error(errors.invalid_argument(FOR_LOOP_ON_LUA51), 0)
-  end
-  self:flush()
-  local key = current_key()
-  if self.seen[key] ~= self.completions then
-    self.seen[key] = self.completions  -- something finished since this coroutine last looked
-    return
-  end
+-- Seconds past its poll's end after which a driver in another controller counts as
+-- gone (that controller stopped, or was dropped), and a coroutine elsewhere takes over.
+-- Within one controller the driver always comes back, and two pollers there must never
+-- be (see the top).
+local DRIVER_GONE_AFTER = 0.5
+
+-- The driver's wait: polls the watched descriptors, both conditions and libcurl's timer
+-- for at most `seconds`, then hands back what is ready and fires the timer when due.
+local function drive(self, key, controller, seconds)
   local timeout = seconds
   local due = self.due
   if due and due - now() < timeout then timeout = due - now() end
   if timeout < 0 then timeout = 0 end
-  local objects = poll_objects(self)
-  self.waiting[key] = now() + timeout
-  local ready = { cq.poll(timeout, unpack(objects)) }
-  self.waiting[key] = nil
+  self.driver, self.driver_in, self.driver_until = key, controller, now() + timeout
+  local ready = { self.cqueues.poll(timeout, unpack(poll_objects(self))) }
+  if self.driver == key then self.driver, self.driver_in, self.driver_until = nil, nil, nil end
   self.resumed[key] = now()
   local count = #ready
   if not dispatch(self, ready, count) and count == 0 and self.session then
@@ -413,6 +410,39 @@ function Transport:wait(seconds)
   if due and now() >= due and self.session then
     self.due = nil        -- once it went off, libcurl counts its timer as stopped
     self:act(self.session.timer_expired)
+  end
+  -- the others wait on `finished`: one of them drives until this one comes back
+  if self.driver == nil and next(self.waiting) then self.finished:signal(1) end
+end
+
+-- Waits in the running coroutine, which yields to its controller (outside any
+-- controller, cqueues.poll blocks): returns once an attempt finished, the driver left
+-- or after `seconds`; the driver also when libcurl's timer went off or what it polls
+-- changed.
+function Transport:wait(seconds)
+  local cq = self.cqueues
+  local controller, own = cq.running()
+  if controller ~= nil and not own then error(errors.invalid_argument(NESTED), 0) end
+  if controller ~= nil and not can_yield_here() then
+    error(errors.invalid_argument(FOR_LOOP_ON_LUA51), 0)
+  end
+  self:flush()
+  local key = current_key()
+  if self.seen[key] ~= self.completions then
+    self.seen[key] = self.completions  -- something finished since this coroutine last looked
+    return
+  end
+  if self.driver ~= nil and self.driver_in ~= controller
+      and now() > self.driver_until + DRIVER_GONE_AFTER then
+    self.driver = nil
+  end
+  if self.driver == nil and self.session then
+    drive(self, key, controller, seconds)
+  else
+    self.waiting[key] = true
+    cq.poll(seconds, self.finished)
+    self.waiting[key] = nil
+    self.resumed[key] = now()
   end
   self.seen[key] = self.completions
 end
@@ -457,7 +487,7 @@ function Transport:close()
   self.session, self.due, self.owners, self.polled = nil, nil, {}, nil
   if session then session:close() end
   self.completions = self.completions + 1
-  wake_waiting(self)
+  self.finished:signal()
 end
 
 return M
