@@ -5,6 +5,7 @@
 
 local fixtures = require "spec.support.fixtures"
 local luv_loop = require "spec.support.luv_loop"
+local cqueues_loop = require "spec.support.cqueues_loop"
 local nginx = require "spec.support.nginx"
 
 -- How many random walks; WALKS_SEED replays one (the failure message prints it).
@@ -139,6 +140,38 @@ describe("walks on a live listing", function()
       local case = case_for(n * 104729)
       it("misses nothing and repeats nothing: " .. describe_case(case), function()
         check(case, "runs", task_walk)
+      end)
+    end
+  end)
+
+  describe("in a coroutine of a cqueues controller", function()
+    if not cqueues_loop.cqueues then
+      pending("skipped: lua-cqueues is not installed for this Lua")
+      return
+    end
+
+    local function controller_walk(id, case)
+      local client = sb:new_client { prefetch = case.prefetch }
+      local ended = cqueues_loop.run({ function()
+        -- the explicit loop, which every Lua can yield from
+        local next_run = client:runs(id, { limit = case.limit, status = case.status })
+        local yielded = {}
+        while true do
+          local run = next_run()
+          if run == nil then break end
+          yielded[#yielded + 1] = run.id
+        end
+        return yielded
+      end }, 60)
+      client:close()
+      assert(ended[1].ok, tostring(ended[1].err))
+      return ended[1][1]
+    end
+
+    for n = 1, OTHER_TRANSPORT_WALKS do
+      local case = case_for(n * 1299709)
+      it("misses nothing and repeats nothing: " .. describe_case(case), function()
+        check(case, "runs", controller_walk)
       end)
     end
   end)
