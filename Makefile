@@ -32,7 +32,7 @@ PACKAGES = pkg-config python3 openssl ca-certificates curl \
            lua5.4 liblua5.4-dev libcurl4-openssl-dev lua-cjson lua-busted luarocks lua-check \
            lua-argparse bsdutils jq \
            lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev lua5.3 liblua5.3-dev \
-           luajit2 libluajit2-5.1-dev neovim \
+           luajit2 libluajit2-5.1-dev neovim lua-cqueues \
            nginx-light libnginx-mod-http-lua lua-resty-core
 
 .PHONY: all test demo clean setup check-setup
