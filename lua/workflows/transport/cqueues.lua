@@ -356,21 +356,20 @@ end
 -- Hands what `cqueues.poll` returned ready back to libcurl: each descriptor once, with
 -- the directions that are ready and that libcurl still wants.
 local function dispatch(self, ready, count)
-  local events
+  local events    -- fd -> "r", "w" or "rw"
   for i = 1, count do
     local object = ready[i]
     local entry = type(object) == "table" and object.entry
     if entry and self.watched[object.fd] == entry and find(entry.what, object.events, 1, true) then
       events = events or {}
-      local fd = object.fd
-      events[fd] = (events[fd] or "") .. object.events
+      local had = events[object.fd]
+      events[object.fd] = (had == nil or had == object.events) and object.events or "rw"
     end
   end
-  if not events then return false end
   local session = self.session
+  if not (events and session) then return events ~= nil end
   for fd, what in pairs(events) do
-    -- libcurl's earlier action may have let go of it meanwhile
-    if self.session ~= session then break end
+    -- an earlier action may have made libcurl let go of it
     if self.watched[fd] then self:act(session.socket_action, fd, what) end
   end
   return true
@@ -380,7 +379,7 @@ end
 -- gone (that controller stopped, or was dropped), and a coroutine elsewhere takes over.
 -- Within one controller the driver always comes back, and two pollers there must never
 -- be (see the top).
-local DRIVER_GONE_AFTER = 0.5
+local DRIVER_GONE_AFTER = 1
 
 -- The driver's wait: polls the watched descriptors, both conditions and libcurl's timer
 -- for at most `seconds`, then hands back what is ready and fires the timer when due.
