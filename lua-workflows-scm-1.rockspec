@@ -68,6 +68,7 @@ build = {
       ["workflows.transport.init"] = "lua/workflows/transport/init.lua",
       ["workflows.transport.curl"] = "lua/workflows/transport/curl.lua",
       ["workflows.transport.uv"] = "lua/workflows/transport/uv.lua",
+      ["workflows.transport.socket_session"] = "lua/workflows/transport/socket_session.lua",
       ["workflows.transport.cqueues"] = "lua/workflows/transport/cqueues.lua",
       ["workflows.transport.ngx"] = "lua/workflows/transport/ngx.lua",
       ["workflows.transport.ngx.exchange"] = "lua/workflows/transport/ngx/exchange.lua",

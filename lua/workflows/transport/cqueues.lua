@@ -23,6 +23,7 @@ socket under a number this transport owns), closed only through its own close();
 only the driver polls them, so no other coroutine ever holds one. ]]
 
 local core = require "workflows.core"
+local socket_session = require "workflows.transport.socket_session"
 local errors = require "workflows.errors"
 
 local setmetatable, pairs, ipairs, pcall, error, tostring, type, require, next, rawget =
@@ -83,33 +84,6 @@ local function can_yield_here()
   end
 end
 
--- ------------------------------------------------------------ attempts
-
--- An attempt is the core's transfer, plus an outcome the transport sets when the
--- transfer cannot finish on its own (libcurl failed, or the client was closed).
-local Attempt = {}
-Attempt.__index = Attempt
-
-function Attempt:done()
-  return self.outcome ~= nil or self.transfer:done()
-end
-
-function Attempt:result()
-  return self.outcome or self.transfer:result()
-end
-
--- Releases the transfer, then applies what libcurl asks for at once: a transfer taken
--- out while it connects has its socket closed there and then. Never from a finalizer
--- (Transport:drop is for that).
-function Attempt:release()
-  if self.released then return end
-  self.released = true
-  self.transfer:release()
-  local transport = self.transport
-  transport.owners[self] = nil
-  transport:act()
-end
-
 -- ------------------------------------------------------------ the transport
 
 local Transport = {}
@@ -127,40 +101,30 @@ function M.found(client) return client.transports.cqueues end
 
 local function new_transport()
   local condition = require "cqueues.condition"
-  return setmetatable({
+  return socket_session.transport({
+    name = "cqueues",
     cqueues = cqueues(),
     socket = require "cqueues.socket",
-    session = nil,          -- the socket session, made on first use
     watched = {},           -- fd -> { dup =, what =, r =, w = } while libcurl wants it watched
     polled = nil,           -- what a wait polls (the watched set's poll objects), or nil to rebuild
     due = nil,              -- core.now() time libcurl's timer goes off, or nil
-    owners = {},            -- attempt -> true until released
     dropped = {},           -- attempts whose walk was collected, to release on the next turn
     -- signalled when an attempt finishes (every waiting coroutine looks again), and
     -- once when the driver leaves (one of them takes over)
-    finished = condition.new(),
+    finished_cond = condition.new(),
     -- signalled when what the driver polls changed: the watched set, an earlier timer
     changed = condition.new(),
     driver = nil,           -- the coroutine polling the descriptors, while it does
     driver_in = nil,        -- its controller (nil outside any)
     driver_until = nil,     -- when its poll ends at the latest
-    waiting = {},           -- coroutine -> true while it waits on `finished`
-    completions = 0,        -- attempts finished so far
-    seen = setmetatable({}, { __mode = "k" }),     -- coroutine -> completions when it last looked
+    waiting = {},           -- coroutine -> true while it waits on `finished_cond`
     resumed = setmetatable({}, { __mode = "k" }),  -- coroutine -> when it last had the controller back
-    unsent = false,         -- attempts started since the last flush
-    closed = false,
   }, Transport)
 end
 
 -- The client's transport, made on first use.
 function M.transport_for(client)
-  local transport = client.transports.cqueues
-  if not transport then
-    transport = new_transport()
-    client.transports.cqueues = transport
-  end
-  return transport
+  return socket_session.own(client, "cqueues", new_transport)
 end
 
 -- The main thread has no coroutine on Lua 5.1; it still keeps its own count of what it saw.
@@ -175,7 +139,7 @@ end
 local function poll_objects(self)
   local polled = self.polled
   if polled then return polled end
-  polled = { self.finished, self.changed }
+  polled = { self.finished_cond, self.changed }
   for _, entry in pairs(self.watched) do
     if find(entry.what, "r", 1, true) then polled[#polled + 1] = entry.r end
     if find(entry.what, "w", 1, true) then polled[#polled + 1] = entry.w end
@@ -185,7 +149,7 @@ local function poll_objects(self)
 end
 
 -- Stops watching `fd`: its duplicate leaves every controller's epoll set and closes.
-local function forget(self, fd)
+function Transport:unwatch(fd)
   local entry = self.watched[fd]
   if not entry then return end
   self.watched[fd] = nil
@@ -195,7 +159,7 @@ end
 
 -- Watches `fd` for `what` ("r", "w" or "rw"). nil and a reason when it cannot be
 -- duplicated (no descriptor left, or libcurl closed it before its "remove").
-local function watch(self, fd, what)
+function Transport:watch(fd, what)
   local entry = self.watched[fd]
   if not entry then
     local dup, problem = self.socket.dup(fd)
@@ -214,88 +178,27 @@ local function watch(self, fd, what)
   return true
 end
 
--- Applies what libcurl asked for during the last calls into the session: watch,
--- re-watch or forget descriptors, move the timer, then let the core close what libcurl
--- let go of. Returns the descriptors that could not be watched, and whether anything
--- the driver polls changed.
-local function settle(self)
-  local session = self.session
-  local sockets, timer = session:changes()
-  local refused
-  local changed = #sockets > 0
-  for i = 1, #sockets, 2 do
-    local fd, what = sockets[i], sockets[i + 1]
-    if what == "remove" or what == "close" then
-      forget(self, fd)
-      if refused then refused[fd] = nil end
-    else
-      local ok, problem = watch(self, fd, what)
-      if ok then
-        if refused then refused[fd] = nil end
-      else
-        refused = refused or {}
-        refused[fd] = problem
-      end
-    end
-  end
-  session:close_removed()
-  if timer then
-    local due = timer >= 0 and now() + timer / 1000 or nil
-    if due and (self.due == nil or due < self.due) then changed = true end
-    self.due = due
-  end
-  return refused, changed
+-- libcurl's timer, as a time the driver polls up to; whether it came earlier.
+function Transport:retime(ms)
+  local due = ms >= 0 and now() + ms / 1000 or nil
+  local earlier = due ~= nil and (self.due == nil or due < self.due)
+  self.due = due
+  return earlier
 end
 
--- Fails every attempt still in flight with `message`: the driver cannot move them.
-local function fail_in_flight(self, message)
-  for attempt in pairs(self.owners) do
-    if not attempt.outcome and not attempt.transfer:done() then
-      attempt.outcome = { ok = false, kind = "network", elapsed = 0,
-        message = "the cqueues transport failed: " .. tostring(message) }
-      attempt.transfer:release()
-    end
-  end
+-- An attempt finished: every waiting coroutine looks again.
+function Transport:finished()
+  self.finished_cond:signal()
 end
 
--- Settles libcurl's changes. A descriptor that cannot be watched fails the transfer
--- on it (libcurl reports a poll error), which brings changes of its own: settled
--- again, a few rounds at most. Returns false and the error when libcurl itself fails,
--- and whether the driver should look again.
-local function settle_all(self, session)
-  local changed = false
-  for _ = 1, 4 do
-    local ok, refused, moved = pcall(settle, self)
-    if not ok then return false, refused, true end
-    changed = changed or moved
-    if not refused then return true, nil, changed end
-    for fd in pairs(refused) do
-      local acted, err = pcall(session.socket_action, session, fd, "e")
-      if not acted then return false, err, true end
-    end
-  end
-  return true, nil, changed
+-- What the driver polls changed: it polls afresh.
+function Transport:moved()
+  if self.driver ~= nil then self.changed:signal() end
 end
 
--- Calls `action(session, ...)` (when given), then settles; counts an attempt that
--- finished and wakes every waiting coroutine, or wakes the driver when what it polls
--- changed. A failure of libcurl itself fails every attempt in flight.
-function Transport:act(action, ...)
-  local session = self.session
-  if not session then return end
-  local before = session:running()
-  local ok, err = true, nil
-  if action then ok, err = pcall(action, session, ...) end
-  local changed
-  if ok then ok, err, changed = settle_all(self, session) end
-  if not ok then fail_in_flight(self, err) end
-  if session:running() < before or not ok then
-    self.completions = self.completions + 1
-    self.finished:signal()
-  elseif changed and self.driver ~= nil then
-    self.changed:signal()
-  end
-end
+-- Calls `action(session, ...)` (when given), then applies what libcurl asks for
+-- (workflows.transport.socket_session).
+Transport.act = socket_session.act
 
 -- Releases the attempts whose walks were collected (Transport:drop queued them).
 local function settle_dropped(self)
@@ -306,15 +209,7 @@ local function settle_dropped(self)
 end
 
 local function session_of(self)
-  local session = self.session
-  if not session then
-    if self.closed then
-      error(errors.invalid_argument("the client is closed"), 0)
-    end
-    session = core.socket_session()
-    self.session = session
-  end
-  return session
+  return socket_session.session_of(self)
 end
 
 -- A coroutine that has held the controller for a while lets it turn once before it
@@ -334,8 +229,7 @@ end
 function Transport:start(request)
   settle_dropped(self)
   let_the_controller_turn(self)
-  local attempt = setmetatable({ transfer = session_of(self):start(request), transport = self,
-    released = false }, Attempt)
+  local attempt = socket_session.attempt(self, session_of(self):start(request))
   -- held until released, so that only this transport ever changes the session
   self.owners[attempt] = true
   self.unsent = true
@@ -410,8 +304,8 @@ local function drive(self, key, controller, seconds)
     self.due = nil        -- once it went off, libcurl counts its timer as stopped
     self:act(self.session.timer_expired)
   end
-  -- the others wait on `finished`: one of them drives until this one comes back
-  if self.driver == nil and next(self.waiting) then self.finished:signal(1) end
+  -- the others wait on `finished_cond`: one of them drives until this one comes back
+  if self.driver == nil and next(self.waiting) then self.finished_cond:signal(1) end
 end
 
 -- Waits in the running coroutine, which yields to its controller (outside any
@@ -439,7 +333,7 @@ function Transport:wait(seconds)
     drive(self, key, controller, seconds)
   else
     self.waiting[key] = true
-    cq.poll(seconds, self.finished)
+    cq.poll(seconds, self.finished_cond)
     self.waiting[key] = nil
     self.resumed[key] = now()
   end
@@ -476,17 +370,13 @@ function Transport:close()
   if self.closed then return end
   settle_dropped(self)
   self.closed = true
-  for attempt in pairs(self.owners) do
-    if not attempt:done() then
-      attempt.outcome = { ok = false, kind = "invalid_argument", message = "the client is closed" }
-    end
-  end
-  for fd in pairs(self.watched) do forget(self, fd) end
+  socket_session.end_in_flight(self, "invalid_argument", "the client is closed")
+  for fd in pairs(self.watched) do self:unwatch(fd) end
   local session = self.session
   self.session, self.due, self.owners, self.polled = nil, nil, {}, nil
   if session then session:close() end
   self.completions = self.completions + 1
-  self.finished:signal()
+  self.finished_cond:signal()
 end
 
 return M

@@ -8,11 +8,11 @@
 -- callbacks, and nothing here raises into the loop or writes to stderr: a failure
 -- of the driver fails the requests it concerns (doc/lifecycle.md).
 
-local core = require "workflows.core"
 local errors = require "workflows.errors"
 local handles = require "workflows.handles"
+local socket_session = require "workflows.transport.socket_session"
 
-local setmetatable, pairs, pcall, error, tostring = setmetatable, pairs, pcall, error, tostring
+local setmetatable, pairs, pcall, error = setmetatable, pairs, pcall, error
 local find = string.find
 
 local M = {}
@@ -76,34 +76,6 @@ local function watcher_for(owner, fd)
   return handle
 end
 
--- ------------------------------------------------------------ attempts
-
--- An attempt is the core's transfer, plus an outcome the transport can set when the
--- driver itself fails (the transfer then never finishes on its own).
-local Attempt = {}
-Attempt.__index = Attempt
-
-function Attempt:done()
-  return self.outcome ~= nil or self.transfer:done()
-end
-
-function Attempt:result()
-  return self.outcome or self.transfer:result()
-end
-
--- Releases the transfer and applies at once what libcurl asks for: a transfer taken
--- out while it connects has its socket closed by libcurl there and then, and the
--- watcher must go before another socket takes the number. Never from a finalizer
--- (Transport:drop is for that).
-function Attempt:release()
-  if self.released then return end
-  self.released = true
-  self.transfer:release()
-  local transport = self.transport
-  transport.owners[self] = nil
-  transport:act()
-end
-
 -- ------------------------------------------------------------ the transport
 
 local Transport = {}
@@ -120,31 +92,21 @@ end
 function M.found(client) return client.transports.uv end
 
 local function new_transport(client)
-  return setmetatable({
+  return socket_session.transport({
+    name = "libuv",
     tasks = client.tasks,
     loop = client.loop,
     reaper = handles.reaper(client.loop),   -- made here: finalizers only queue on it
-    session = nil,          -- the socket session, made on first use
     timer = nil,            -- libcurl's timer
     watched = {},           -- fd -> true while this transport's watcher is on it
-    owners = {},            -- attempt -> the task that started it, until released
     decoded = setmetatable({}, { __mode = "k" }),  -- attempt -> true once its outcome is built
     waiting = {},           -- task -> true while it sleeps in wait()
-    completions = 0,        -- attempts finished so far
-    seen = setmetatable({}, { __mode = "k" }),     -- task -> completions when it last woke
-    unsent = false,         -- attempts started since the last flush
-    closed = false,
   }, Transport)
 end
 
 -- The client's transport, made on first use.
 function M.transport_for(client)
-  local transport = client.transports.uv
-  if not transport then
-    transport = new_transport(client)
-    client.transports.uv = transport
-  end
-  return transport
+  return socket_session.own(client, "uv", new_transport)
 end
 
 local function wake_waiting(self)
@@ -159,17 +121,6 @@ local function for_libcurl(events)
   local w = find(events, "w", 1, true) and "w" or ""
   if r == "" and w == "" then return "r" end
   return r .. w
-end
-
--- Fails every attempt still in flight with `message`: the driver cannot move them.
-local function fail_in_flight(self, message)
-  for attempt in pairs(self.owners) do
-    if not attempt.outcome and not attempt.transfer:done() then
-      attempt.outcome = { ok = false, kind = "network", elapsed = 0,
-        message = "the libuv transport failed: " .. tostring(message) }
-      attempt.transfer:release()
-    end
-  end
 end
 
 local function on_poll(self, session, fd)
@@ -187,42 +138,31 @@ local function on_poll(self, session, fd)
   end
 end
 
--- Applies what libcurl asked for during the last calls into the session: watch,
--- re-watch or forget sockets, set or stop the timer, then close the descriptors it
--- let go of. Returns the descriptors libuv would not watch.
-local function settle(self)
-  local session = self.session
-  local sockets, timer = session:changes()
-  local refused
-  for i = 1, #sockets, 2 do
-    local fd, what = sockets[i], sockets[i + 1]
-    if what == "remove" or what == "close" then
-      -- before the core closes the descriptor, whose number may then be reused
-      unwatch(self, fd)
-      self.watched[fd] = nil
-    else
-      local watcher, problem = watcher_for(self, fd)
-      local started = watcher and watcher:start(what, on_poll(self, session, fd))
-      if started then
-        self.watched[fd] = true
-      else
-        refused = refused or {}
-        refused[fd] = problem or "poll handle refused"
-      end
-    end
+-- The loop's side of workflows.transport.socket_session.
+
+function Transport:watch(fd, what)
+  local watcher, problem = watcher_for(self, fd)
+  if watcher and watcher:start(what, on_poll(self, self.session, fd)) then
+    self.watched[fd] = true
+    return true
   end
-  session:close_removed()
-  if timer then
-    if timer < 0 then
-      self.timer:stop()     -- -1: stop the timer, never "fire now"
-    else
-      -- a 0 ms timer started from a timer callback would fire in the same pass
-      self.timer:start(timer < 1 and 1 or timer, 0, function()
-        self:act(session.timer_expired)
-      end)
-    end
+  return nil, problem or "libuv refused the poll handle"
+end
+
+function Transport:unwatch(fd)
+  unwatch(self, fd)
+  self.watched[fd] = nil
+end
+
+function Transport:retime(ms)
+  if ms < 0 then
+    self.timer:stop()     -- -1: stop the timer, never "fire now"
+  else
+    -- a 0 ms timer started from a timer callback would fire in the same pass
+    local session = self.session
+    self.timer:start(ms < 1 and 1 or ms, 0, function() self:act(session.timer_expired) end)
   end
-  return refused
+  return false
 end
 
 -- Builds the outcome of every attempt that has finished (attempt:result() decodes
@@ -239,51 +179,19 @@ local function decode_finished(self)
   end
 end
 
--- Settles libcurl's changes. A descriptor libuv refuses to watch fails the transfer
--- on it (libcurl reports a poll error), which brings changes of its own: settled
--- again, a few rounds at most. Returns false and the error when libcurl itself fails.
-local function settle_all(self, session)
-  for _ = 1, 4 do
-    local ok, refused = pcall(settle, self)
-    if not ok then return false, refused end
-    if not refused then return true end
-    for fd in pairs(refused) do
-      local acted, err = pcall(session.socket_action, session, fd, "e")
-      if not acted then return false, err end
-    end
-  end
-  return true
+function Transport:finished()
+  decode_finished(self)
+  wake_waiting(self)
 end
 
--- Calls `action(session, ...)` (when given) from a loop callback, then settles, and
--- wakes the tasks waiting when an attempt finished. A failure of libcurl itself
--- fails every attempt in flight rather than reach the loop.
-function Transport:act(action, ...)
-  local session = self.session
-  if not session then return end
-  local before = session:running()
-  local ok, err = true, nil
-  if action then ok, err = pcall(action, session, ...) end
-  if ok then ok, err = settle_all(self, session) end
-  if not ok then fail_in_flight(self, err) end
-  if session:running() < before or not ok then
-    self.completions = self.completions + 1
-    decode_finished(self)
-    wake_waiting(self)
-  end
-end
+-- Calls `action(session, ...)` (when given) from a loop callback, then applies what
+-- libcurl asks for, and wakes the tasks waiting when an attempt finished.
+Transport.act = socket_session.act
+
+local function with_timer(self) self.timer = self.loop.new_timer() end
 
 local function session_of(self)
-  local session = self.session
-  if not session then
-    if self.closed then
-      error(errors.invalid_argument("the client is closed"), 0)
-    end
-    session = core.socket_session()
-    self.session = session
-    self.timer = self.loop.new_timer()
-  end
-  return session
+  return socket_session.session_of(self, with_timer)
 end
 
 -- A task that has held the loop for a while lets it turn before it goes on.
@@ -299,8 +207,7 @@ end
 
 function Transport:start(request)
   let_the_loop_turn(self)
-  local attempt = setmetatable({ transfer = session_of(self):start(request), transport = self,
-    released = false }, Attempt)
+  local attempt = socket_session.attempt(self, session_of(self):start(request))
   -- held until released, so that a walk dropped mid-flight never leaves its transfer
   -- to the collector (whose release would change the session outside the loop)
   self.owners[attempt] = self.tasks:running() or true
