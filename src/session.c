@@ -225,15 +225,6 @@ static int session_drive(lua_State *L) {
   return 1;
 }
 
-/* session:timeout() -> seconds until libcurl wants to be driven again, or nil. */
-static int session_timeout(lua_State *L) {
-  wf_session *s = check_session(L, 1);
-  long ms = -1;
-  if (curl_multi_timeout(s->multi.handle, &ms) != CURLM_OK || ms < 0) return 0;
-  lua_pushnumber(L, (lua_Number)ms / 1000);
-  return 1;
-}
-
 /* ------------------------------------------------------------ socket mode */
 
 /* After a libcurl call: raise for its failure or a lost change, else collect. */
@@ -304,7 +295,6 @@ static int session_close_removed(lua_State *L) {
 static const luaL_Reg session_methods[] = {
   { "start", session_start },
   { "drive", session_drive },
-  { "timeout", session_timeout },
   { "running", session_running },
   { "close", session_close },
   { NULL, NULL }
