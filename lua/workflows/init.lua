@@ -140,7 +140,7 @@ local function list_page(ctx, id, given)
   if ctx.token_problem then return nil, errors.invalid_argument(ctx.token_problem) end
   local config = ctx.config
   local job = request.start(ctx, transport.current(ctx), request.runs_url(config.base_url, id, call),
-    call.deadline or config.deadline)
+    request.deadline_in(call.deadline or config.deadline))
   transport.await(job, { job })
   if job.err then return nil, job.err end
   return job.page
@@ -187,7 +187,7 @@ local function iterate(client, ctx, mode, id, given)
     prefetch = config.prefetch,
     prefetch_cap = config.prefetch == "auto" and config.prefetch_cap or config.prefetch,
     page_deadline = config.deadline,
-    deadline_at = call.deadline and core.now() + call.deadline,
+    deadline_at = request.deadline_in(call.deadline),
   }
   return iterator, nil, nil, walk
 end

@@ -107,7 +107,7 @@ local function fill(walk, count)
   while #queue < count and not walk.closed and ledger:wants_more(#queue) do
     carrier = carrier or transport.current(walk.ctx)
     local job = request.start(walk.ctx, carrier, walk.url_of(ledger.planned, ledger.limit),
-      walk.page_deadline, walk.deadline_at)
+      request.deadline_in(walk.page_deadline, walk.deadline_at))
     ledger:plan(job)
     job.window = walk.window:size()
     queue[#queue + 1] = job

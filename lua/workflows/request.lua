@@ -137,12 +137,18 @@ function M.advance(jobs, t)
   return due
 end
 
--- A job whose first attempt is already started on `transport`. `deadline`
--- (seconds, or nil) bounds this request with its retries; `deadline_at` (a
--- core.now() time, or nil) bounds what it belongs to, such as a walk.
-function M.start(ctx, transport, url, deadline, deadline_at)
+-- The deadline of one form everywhere inside the layer: a core.now() time, or nil. The
+-- seconds of a `deadline` option become one here, where the caller passes them in;
+-- `within` (a deadline, or nil) bounds the result too, as a walk bounds its pages.
+function M.deadline_in(seconds, within)
+  if seconds == nil then return within end
+  return min(within or huge, core.now() + seconds)
+end
+
+-- A job whose first attempt is already started on `transport`; `deadline_at` (see
+-- deadline_in) bounds this request with its retries.
+function M.start(ctx, transport, url, deadline_at)
   local t = core.now()
-  if deadline then deadline_at = min(deadline_at or huge, t + deadline) end
   local job = { ctx = ctx, transport = transport, url = url, attempts = 0,
     deadline_at = deadline_at, finished = false }
   start_attempt(job, t)
