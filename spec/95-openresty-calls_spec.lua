@@ -148,6 +148,24 @@ describe("the nginx transport", function()
         inside.error.message)
     end)
 
+    it("waits out a backoff without spinning on sub-millisecond sleeps", function()
+      -- nginx runs ngx.sleep below 1 ms as ngx.sleep(0), which returns at once and warns:
+      -- a wait that ends just short of a retry's due time would spin until it came
+      local before = #server:error_log()
+      local retried = run_in(server, sb.url, [[
+        local client = workflows.new { token = "sandbox-token", base_url = SB, max_retries = 3 }
+        local started = ngx.now()
+        local page, err = client:list_runs(]] .. string.format("%q", fresh("status=503;times=3"))
+          .. [[, { limit = 2 })
+        return { items = page and #page.items, err = err and err.message,
+          waited = ngx.now() - started }
+      ]])
+      assert.same({ items = 2 }, { items = retried.items, err = retried.err })
+      assert.is_true(retried.waited > 0.05, "three backoffs took " .. retried.waited .. " s")
+      local log = server:error_log():sub(before + 1)
+      assert.is_nil(log:find("ngx.sleep(0) called", 1, true), log:sub(1, 600))
+    end)
+
     it("asks for a resolver when nginx has none", function()
       local inside = run_in(server, sb.url, [[
         local client = workflows.new { token = "t", base_url = "http://api.invalid", max_retries = 0 }
