@@ -63,7 +63,9 @@ describe_luv("tasks on standalone luv (" .. _VERSION .. ")", function()
         local next_run = client:runs(id, { limit = 10 })
         while next_run() do seen = seen + 1 end
       end, function(ok, err) ended[#ended + 1] = { ok, err } end)
-      loop.run_until(function() return seen >= 15 end, WAIT)
+      -- inside the first page: the pages prefetched when it came are on the wire for
+      -- 100 ms yet (further on, they may all have come in with the page waited for)
+      loop.run_until(function() return seen >= 5 end, WAIT)
       local in_flight = client:in_flight()
       assert.is_true(in_flight > 0)
       task:cancel()
