@@ -147,11 +147,7 @@ describe("runs()", function()
     end)
 
     it("remembers a bounded window of ids, not every id: memory stays flat", function()
-      local function used_kb()
-        collectgarbage()
-        collectgarbage()
-        return collectgarbage("count")
-      end
+      local used_kb = require("spec.support.heap").used_kb
       local count, early = 0, nil
       -- keeping every id would add over 1 MB between runs 5,000 and 20,000; the walk
       -- keeps a few thousand at most

@@ -42,14 +42,7 @@ local function comparable(err)
   return copy
 end
 
--- LuaJIT's compiled traces keep what they were recorded with alive: flushed first. A
--- dropped client lets go of its session through a chain of finalizers, one cycle a link
--- on Luas without ephemerons.
-local function full_collect()
-  local jit = rawget(_G, "jit")
-  if jit then jit.flush() end
-  for _ = 1, 8 do collectgarbage() end
-end
+local full_collect = require("spec.support.heap").full_collect
 
 describe("calls inside a cqueues controller (" .. _VERSION .. ")", function()
   if not cqueues then

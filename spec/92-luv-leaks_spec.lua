@@ -4,6 +4,7 @@
 local sandbox = require "spec.support.sandbox"
 local fixtures = require "spec.support.fixtures"
 local loop = require "spec.support.luv_loop"
+local heap = require "spec.support.heap"
 
 local uv = loop.uv
 local describe_luv = uv and describe or pending
@@ -11,9 +12,7 @@ local describe_luv = uv and describe or pending
 local BATCHES, PER_BATCH = 20, 50
 local WAIT = 20
 
-local function full_collect()
-  for _ = 1, 4 do collectgarbage() end
-end
+local full_collect = heap.full_collect
 
 describe_luv("tasks that end early (" .. _VERSION .. ")", function()
   local sb
@@ -63,8 +62,7 @@ describe_luv("tasks that end early (" .. _VERSION .. ")", function()
     finally(function() client:close() end)
     local seq = sb:last_seq()
     local ended = batch(client, 1) + batch(client, 2)
-    full_collect()
-    local memory_before = collectgarbage("count")
+    local memory_before = heap.used_kb()
     local most_in_flight = 0
     for number = 3, BATCHES do
       local done, in_flight = batch(client, number)
@@ -74,8 +72,7 @@ describe_luv("tasks that end early (" .. _VERSION .. ")", function()
     -- it (doc/lifecycle.md)
     full_collect()
     loop.drain()
-    full_collect()
-    local memory_after = collectgarbage("count")
+    local memory_after = heap.used_kb()
 
     assert.equal(BATCHES * PER_BATCH, ended)
     assert.is_true(most_in_flight >= PER_BATCH, "cancelled with at most " .. most_in_flight .. " in flight")
