@@ -4,7 +4,7 @@
 -- by whoever presents them (libcurl at each handshake; the nginx transport once per
 -- worker).
 
-local type, setmetatable = type, setmetatable
+local setmetatable = setmetatable
 local format, find = string.format, string.find
 local open = io.open
 
