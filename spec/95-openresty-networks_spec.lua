@@ -149,4 +149,12 @@ describe("the nginx transport on real networks", function()
       assert.same({ 2, "network", "network", 2 }, openresty.run_in(server, sb.url, code))
     end)
   end)
+
+  -- last: after every test above sent the password and the passphrase
+  it("keeps the proxy password and the key's passphrase out of nginx's debug log", function()
+    local log = server:error_log()
+    assert.matches("lua tcp socket", log)   -- the log is at level debug
+    assert.is_nil(log:find(PASSWORD, 1, true))
+    assert.is_nil(log:find(tls.client.key_password, 1, true))
+  end)
 end)
