@@ -16,7 +16,7 @@ end
 
 describe("workflows.proxy", function()
   describe("route()", function()
-    local HTTPS, HTTP = "https://api.example.com", "http://api.example.com:8080"
+    local HTTP = "http://api.example.com:8080"
     local cases = {
       { "no option, no variable: straight", {}, {}, false },
       { "the option", { proxy = "http://p:3128" }, {}, "http://p:3128" },
