@@ -6,7 +6,7 @@
 local sandbox = require "spec.support.sandbox"
 local networks = require "spec.support.networks"
 
-local call, list = networks.call, networks.list
+local call, list, through = networks.call, networks.list, networks.through
 
 local PASSWORD = "pr0xy-pa55word"
 
@@ -26,14 +26,6 @@ describe("proxies (" .. _VERSION .. ")", function()
     return (url:gsub("^http://", "http://" .. user .. ":" .. password .. "@"))
   end
 
-  -- the proxy's log entries since `seq`, as "METHOD target status"
-  local function through(proxy_sb, seq)
-    local lines = {}
-    for _, entry in ipairs(proxy_sb:log(seq)) do
-      lines[#lines + 1] = entry.method .. " " .. entry.target .. " " .. entry.status
-    end
-    return lines
-  end
 
   local function authority(url) return url:match("^%a+://([^/]+)") end
 

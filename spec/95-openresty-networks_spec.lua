@@ -5,6 +5,7 @@
 -- through ngx.ssl, and pooled connections never shared by two identities.
 local sandbox = require "spec.support.sandbox"
 local openresty = require "spec.support.openresty"
+local through = require("spec.support.networks").through
 
 if openresty.skipped("the nginx transport") then return end
 
@@ -47,13 +48,6 @@ describe("the nginx transport on real networks", function()
     return openresty.run_in(server, sb.url, code)
   end
 
-  local function through(proxy_sb, seq)
-    local lines = {}
-    for _, entry in ipairs(proxy_sb:log(seq)) do
-      lines[#lines + 1] = entry.method .. " " .. entry.target .. " " .. entry.status
-    end
-    return lines
-  end
 
   local function credentials(url, password)
     return (url:gsub("^http://", "http://alice:" .. password .. "@"))

@@ -7,6 +7,7 @@
 --   networks.call(name, options, function(client) return client:list_runs(...) end)
 --     -> what the body returned, from a client made with `options` (max_retries 0
 --        and timeout 5 unless given) on that transport, closed afterwards
+--   networks.through(proxy_sb, seq)  -> what the sandbox proxy relayed since seq
 local workflows = require "workflows"
 local luv_loop = require "spec.support.luv_loop"
 local controller = require "spec.support.cqueues_loop"
@@ -45,6 +46,15 @@ function M.call(transport, options, body)
   client:close()
   if transport == "uv" then luv_loop.drain() end
   return unpack(result, 1, result.n)
+end
+
+-- What went through the sandbox proxy `proxy_sb` since `seq`: "METHOD target status".
+function M.through(proxy_sb, seq)
+  local lines = {}
+  for _, entry in ipairs(proxy_sb:log(seq)) do
+    lines[#lines + 1] = entry.method .. " " .. entry.target .. " " .. entry.status
+  end
+  return lines
 end
 
 -- One page of two runs: the page's item count, or nil and the error.
