@@ -100,4 +100,31 @@ describe("workflows.proxy", function()
       end)
     end
   end)
+
+  describe("the options of workflows.new", function()
+    local workflows = require "workflows"
+    local function problem(given)
+      local ok, err = pcall(workflows.new, given)
+      assert.is_false(ok)
+      assert.equal("invalid_argument", err.kind)
+      return err.message
+    end
+
+    it("names a bad proxy without quoting it (it may hold a password)", function()
+      assert.equal('option "proxy" must be an http:// proxy URL such as '
+        .. '"http://[user:pass@]host:port", or false', problem { proxy = "https://u:pw@p:1" })
+      assert.equal('option "proxy" must be an http:// proxy URL such as '
+        .. '"http://[user:pass@]host:port", or false (got boolean)', problem { proxy = true })
+    end)
+
+    it("names a bad no_proxy", function()
+      assert.equal('option "no_proxy" must be a list of host names, domain suffixes and '
+        .. 'addresses, or one comma-separated string (got table)', problem { no_proxy = { "a b" } })
+    end)
+
+    it("hides client_key_password's value", function()
+      assert.equal('option "client_key_password" must be a non-empty string',
+        problem { client_key_password = "" })
+    end)
+  end)
 end)
