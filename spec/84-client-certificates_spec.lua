@@ -40,6 +40,20 @@ describe("client certificates (" .. _VERSION .. ")", function()
           list) })
       end)
 
+      it("takes the key from client_cert's file when client_key is left out", function()
+        local both = os.tmpname()
+        local file = assert(io.open(both, "wb"))
+        for _, path in ipairs { sb.client.cert, sb.client.key } do
+          local part = assert(io.open(path, "rb"))
+          file:write(part:read("*a"))
+          part:close()
+        end
+        file:close()
+        local n = call(transport, options { client_cert = both }, list)
+        os.remove(both)
+        assert.equal(2, n)
+      end)
+
       it("fails with kind network when the server asks for a certificate it is not given", function()
         local seq = sb:last_seq()
         local n, err = call(transport, options {}, list)
