@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, unquote_to_bytes
 
+from forward_proxy import ProxyServer
+
 STATUSES = ("running", "success", "failure", "waiting", "cancelled")
 DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_SEED = "2026"
@@ -45,6 +47,7 @@ DEFAULT_DRIP_MS = 1000
 LOG_MEMORY_ENTRIES = 10_000
 MAX_DISCARDED_BODY = 1024 * 1024
 HANDSHAKE_TIMEOUT = 10
+CLIENT_KEY_PASSWORD = "sandbox-key-passphrase"  # of --client-ca's encrypted client key
 SERVE_POLL = 0.05  # how soon the accept loop notices a shutdown
 PARENT_POLL = 0.2
 
@@ -1058,6 +1061,35 @@ def make_certificate(directory):
     return cert, key
 
 
+def make_client_certificates(directory, password):
+    """For --client-ca: a CA the server trusts for client certificates, a client
+    certificate it signed (its key in the clear and encrypted with `password`), and a
+    stranger's certificate signed by another CA. Returns {name: path}."""
+    paths = {}
+
+    def run(*args):
+        subprocess.run(["openssl", *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, check=True, timeout=10)
+
+    def path(name):
+        paths[name] = os.path.join(directory, name + ".pem")
+        return paths[name]
+
+    for ca in ("client-ca", "stranger-ca"):
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", path(ca + "-key"), "-out", path(ca), "-days", "30",
+            "-subj", f"/CN=sandbox {ca}")
+    for who, ca in (("client", "client-ca"), ("stranger", "stranger-ca")):
+        run("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", path(who + "-key"), "-out", path(who + "-csr"),
+            "-subj", f"/CN=sandbox {who}")
+        run("x509", "-req", "-in", paths[who + "-csr"], "-CA", paths[ca], "-CAkey",
+            paths[ca + "-key"], "-CAcreateserial", "-out", path(who + "-cert"), "-days", "30")
+    run("pkey", "-in", paths["client-key"], "-aes-128-cbc", "-passout", "pass:" + password,
+        "-out", path("client-key-encrypted"))
+    return paths
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="A local Workflows API for tests and demos.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -1066,6 +1098,14 @@ def parse_args(argv):
     parser.add_argument("--latency-ms", type=int, default=0, help="added to every API answer")
     parser.add_argument("--seed", default=DEFAULT_SEED)
     parser.add_argument("--tls", action="store_true", help="HTTPS with a self-signed certificate")
+    parser.add_argument("--client-ca", action="store_true",
+                        help="with --tls: require a client certificate signed by the "
+                             "sandbox's own client CA (made at start-up)")
+    parser.add_argument("--proxy", action="store_true",
+                        help="run as a forward proxy (absolute-form requests and CONNECT) "
+                             "instead of the API")
+    parser.add_argument("--proxy-auth", metavar="USER:PASSWORD",
+                        help="with --proxy: require this Basic Proxy-Authorization")
     parser.add_argument("--log", metavar="FILE",
                         help="append the request log to FILE as JSON lines")
     parser.add_argument("--watch-parent", action="store_true",
@@ -1075,6 +1115,12 @@ def parse_args(argv):
         parser.error("--token must not be empty")
     if args.latency_ms < 0:
         parser.error("--latency-ms must be >= 0")
+    if args.client_ca and not args.tls:
+        parser.error("--client-ca needs --tls")
+    if args.proxy_auth is not None and (not args.proxy or ":" not in args.proxy_auth):
+        parser.error("--proxy-auth needs --proxy and the form USER:PASSWORD")
+    if args.proxy and args.tls:
+        parser.error("--proxy speaks plain HTTP to its clients: drop --tls")
     return args
 
 
@@ -1096,6 +1142,8 @@ def main(argv=None):
 
     cert_dir = None
     ssl_context = None
+    if args.proxy:
+        return serve_proxy(args, stop_requested, wake_read, parent)
     try:
         if args.tls:
             cert_dir = tempfile.mkdtemp(prefix="workflows-sandbox-")
@@ -1103,6 +1151,10 @@ def main(argv=None):
             ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_context.load_cert_chain(cert, key)
             ssl_context.set_alpn_protocols(["http/1.1"])
+            if args.client_ca:
+                client_files = make_client_certificates(cert_dir, CLIENT_KEY_PASSWORD)
+                ssl_context.verify_mode = ssl.CERT_REQUIRED
+                ssl_context.load_verify_locations(client_files["client-ca"])
         server = SandboxServer((args.host, args.port), token=args.token, latency_ms=args.latency_ms,
                                seed=args.seed, ssl_context=ssl_context, log_path=args.log)
         thread = threading.Thread(target=server.serve_forever, args=(SERVE_POLL,), daemon=True)
@@ -1113,6 +1165,11 @@ def main(argv=None):
         lines = f"listening {'https' if args.tls else 'http'}://{host}:{server.server_port}\n"
         if args.tls:
             lines += f"certificate {cert}\n"
+        if args.client_ca:
+            for name in ("client-cert", "client-key", "client-key-encrypted", "stranger-cert",
+                         "stranger-key"):
+                lines += f"{name} {client_files[name]}\n"
+            lines += f"client-key-password {CLIENT_KEY_PASSWORD}\n"
         sys.stdout.write(lines)  # one write, so a reader never sees the first line alone
         sys.stdout.flush()
 
@@ -1127,6 +1184,28 @@ def main(argv=None):
     finally:
         if cert_dir is not None:
             shutil.rmtree(cert_dir, ignore_errors=True)
+    return 0
+
+
+def serve_proxy(args, stop_requested, wake_read, parent):
+    """--proxy: the forward proxy until a signal (or the parent's end) stops it."""
+    request_log = RequestLog(args.log)
+    server = ProxyServer((args.host, args.port), credentials=args.proxy_auth,
+                         request_log=request_log)
+    thread = threading.Thread(target=server.serve_forever, args=(SERVE_POLL,), daemon=True)
+    thread.start()
+    host = server.server_address[0]
+    if ":" in host:
+        host = f"[{host}]"
+    sys.stdout.write(f"listening http://{host}:{server.server_address[1]}\n")
+    sys.stdout.flush()
+    while not stop_requested:
+        select.select([wake_read], [], [], PARENT_POLL)
+        if args.watch_parent and os.getppid() != parent:
+            break
+    server.shutdown()
+    server.server_close()
+    request_log.close()
     return 0
 
 

@@ -10,6 +10,10 @@ describe("workflows.retry", function()
       { { kind = "network", message = "Could not resolve host: api.invalid" }, false },
       { { kind = "network", message = "Could not resolve host: api.invalid (nginx has no "
         .. "resolver: add a resolver directive to nginx.conf, e.g. resolver 127.0.0.53;)" }, false },
+      { { kind = "network", proxy_status = 407, message = "proxy refused CONNECT to a:443: 407" },
+        false },
+      { { kind = "network", proxy_status = 502, message = "proxy refused CONNECT to a:443: 502" },
+        true },
       { { kind = "timeout" }, true },
       { { kind = "http", status = 408 }, true },
       { { kind = "http", status = 429 }, true },

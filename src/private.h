@@ -27,6 +27,7 @@ typedef struct wf_response {
   int too_large;               /* the body went past max_body */
   int out_of_memory;           /* growing the body failed */
   long status;                 /* 0 until a status line arrived */
+  long proxy_status;           /* a proxy's refusal of a CONNECT (its status), else 0 */
   CURLcode curl_code;
   int reused;                  /* the attempt rode on an existing connection */
   double elapsed;              /* seconds */
@@ -43,6 +44,12 @@ typedef struct wf_request {
   const char *user_agent;
   const char *ca_file;
   const char *ca_path;
+  const char *proxy;            /* "http://host:port", no credentials; NULL: none */
+  const char *proxy_user;       /* decoded; NULL: the proxy asks for none */
+  const char *proxy_password;
+  const char *client_cert;      /* PEM files for mTLS; NULL: none */
+  const char *client_key;
+  const char *client_key_password;
   long timeout_ms;
   long connect_timeout_ms;
   size_t max_body;

@@ -50,6 +50,12 @@ void wf_read_request(lua_State *L, int t, wf_request *req) {
   req->user_agent = opt_string_field(L, t, "user_agent");
   req->ca_file = opt_string_field(L, t, "ca_file");
   req->ca_path = opt_string_field(L, t, "ca_path");
+  req->proxy = opt_string_field(L, t, "proxy");
+  req->proxy_user = opt_string_field(L, t, "proxy_user");
+  req->proxy_password = opt_string_field(L, t, "proxy_password");
+  req->client_cert = opt_string_field(L, t, "client_cert");
+  req->client_key = opt_string_field(L, t, "client_key");
+  req->client_key_password = opt_string_field(L, t, "client_key_password");
   req->timeout_ms = opt_millis_field(L, t, "timeout");
   req->connect_timeout_ms = opt_millis_field(L, t, "connect_timeout");
   req->max_body = 0;
@@ -136,6 +142,26 @@ CURLcode wf_set_options(CURL *easy, const wf_request *req, struct curl_slist *he
   if (req->user_agent != NULL) SET(CURLOPT_USERAGENT, req->user_agent);
   if (req->ca_file != NULL) SET(CURLOPT_CAINFO, req->ca_file);
   if (req->ca_path != NULL) SET(CURLOPT_CAPATH, req->ca_path);
+  /* The Lua layer chose the proxy (workflows.proxy): "" keeps libcurl from reading
+     the environment by a rule of its own. */
+  SET(CURLOPT_PROXY, req->proxy != NULL ? req->proxy : "");
+  SET(CURLOPT_NOPROXY, "");
+  if (req->proxy != NULL) {
+    SET(CURLOPT_PROXYTYPE, (long)CURLPROXY_HTTP);
+    SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);  /* the proxy's head is not the answer's */
+    if (req->proxy_user != NULL) {
+      SET(CURLOPT_PROXYAUTH, (long)CURLAUTH_BASIC);
+      SET(CURLOPT_PROXYUSERNAME, req->proxy_user);
+      SET(CURLOPT_PROXYPASSWORD, req->proxy_password != NULL ? req->proxy_password : "");
+    }
+  }
+  if (req->client_cert != NULL) {
+    SET(CURLOPT_SSLCERTTYPE, "PEM");
+    SET(CURLOPT_SSLCERT, req->client_cert);
+    SET(CURLOPT_SSLKEYTYPE, "PEM");
+    SET(CURLOPT_SSLKEY, req->client_key != NULL ? req->client_key : req->client_cert);
+    if (req->client_key_password != NULL) SET(CURLOPT_KEYPASSWD, req->client_key_password);
+  }
   if (req->timeout_ms > 0) SET(CURLOPT_TIMEOUT_MS, req->timeout_ms);
   if (req->connect_timeout_ms > 0) SET(CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
   if (req->max_body > 0) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)req->max_body);

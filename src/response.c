@@ -177,6 +177,10 @@ static void set_transfer_failure(lua_State *L, int t, const wf_response *r) {
     lua_pushstring(L, detail);
   }
   lua_setfield(L, t, "message");
+  if (r->proxy_status > 0) {
+    lua_pushinteger(L, (lua_Integer)r->proxy_status);
+    lua_setfield(L, t, "proxy_status");
+  }
   if (r->curl_code != CURLE_OK) {             /* a body cut by another transport has none */
     lua_pushinteger(L, (lua_Integer)r->curl_code);
     lua_setfield(L, t, "curl_code");

@@ -99,11 +99,15 @@ static void end_attempt(wf_transfer *t) {
 /* Records how the attempt ended, then ends it. */
 void wf_transfer_finish(wf_transfer *t, CURLcode code) {
   wf_response *r = &t->response;
-  long status = 0, connects = 0;
+  long status = 0, connects = 0, connect_code = 0;
   double elapsed = 0;
   r->curl_code = code;
   if (curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
     r->status = status;
+  if (code != CURLE_OK &&
+      curl_easy_getinfo(t->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK &&
+      connect_code >= 300)
+    r->proxy_status = connect_code;
   if (curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &elapsed) == CURLE_OK)
     r->elapsed = elapsed;
   if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)

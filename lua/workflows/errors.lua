@@ -19,6 +19,7 @@ local REASONS = {
   [308] = "Permanent Redirect",
   [400] = "Bad Request", [401] = "Unauthorized", [402] = "Payment Required",
   [403] = "Forbidden", [404] = "Not Found", [405] = "Method Not Allowed",
+  [407] = "Proxy Authentication Required",
   [406] = "Not Acceptable", [408] = "Request Timeout", [409] = "Conflict",
   [410] = "Gone", [411] = "Length Required", [412] = "Precondition Failed",
   [413] = "Content Too Large", [414] = "URI Too Long",

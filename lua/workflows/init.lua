@@ -15,6 +15,8 @@ local pager = require "workflows.pager"
 local retry = require "workflows.retry"
 local transport = require "workflows.transport"
 local tasks = require "workflows.tasks"
+local proxy = require "workflows.proxy"
+local identity = require "workflows.identity"
 
 local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
   pcall
@@ -105,6 +107,10 @@ function M.new(given)
   local config, problem = options.client(given, getenv)
   if not config then misuse(problem) end
   if config.user_agent == nil then config.user_agent = default_user_agent() end
+  local route, route_problem = proxy.route(config, getenv)
+  if route == nil then misuse(route_problem) end
+  local client_identity, identity_problem = identity.of(config)
+  if client_identity == nil then misuse(identity_problem) end
   --[[ The client's state, which each layer gets (doc/transport.md names what a
   transport reads of it):
     config         the checked options, defaults filled in (token included)
@@ -114,7 +120,10 @@ function M.new(given)
     loop           the libuv binding, or nil
     tasks          the client's tasks (workflows.tasks)
     transports     name -> the client's own transport of that module, made on first use
-    closed         client:close() ran, or the client was collected ]]
+    closed         client:close() ran, or the client was collected
+    route          the proxy of every request (workflows.proxy), or false
+    identity       the client certificate (workflows.identity), or false
+    secrets        what no error or log line may show beside the token ]]
   local ctx = {
     config = config,
     -- checked once here; reported by every call, since a missing token is
@@ -125,6 +134,9 @@ function M.new(given)
     loop = config.loop,
     transports = {},
     closed = false,
+    route = route,
+    identity = client_identity,
+    secrets = { route and route.password or nil, config.client_key_password },
   }
   ctx.tasks = tasks.registry(ctx.loop, function(task) transport.release_task(ctx, task) end)
   local client = setmetatable({}, Client)

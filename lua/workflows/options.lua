@@ -146,6 +146,25 @@ local POOL_IDLE_TIMEOUT = { "pool_idle_timeout", positive_number, "a positive nu
 local CA_FILE = { "ca_file", non_empty_string, "a non-empty string" }
 local CA_PATH = { "ca_path", non_empty_string, "a non-empty string" }
 local MAX_BODY_BYTES = { "max_body_bytes", positive_integer, "a positive integer" }
+-- Networks (workflows.proxy): the proxy URL and the key's password are secrets.
+local function proxy_value(v) return v == false or require("workflows.proxy").parse(v) ~= nil end
+local function host_list(v)
+  if type(v) == "string" then return not find(v, "%c") end
+  if type(v) ~= "table" then return false end
+  for key, item in pairs(v) do
+    if type(key) ~= "number" or not non_empty_string(item) or find(item, "[%s%c,]") then
+      return false
+    end
+  end
+  return true
+end
+local PROXY = { "proxy", proxy_value, require("workflows.proxy").EXPECTED, secret = true }
+local NO_PROXY = { "no_proxy", host_list,
+  "a list of host names, domain suffixes and addresses, or one comma-separated string" }
+local CLIENT_CERT = { "client_cert", non_empty_string, "the path of a PEM file" }
+local CLIENT_KEY = { "client_key", non_empty_string, "the path of a PEM file" }
+local CLIENT_KEY_PASSWORD = { "client_key_password", non_empty_string, "a non-empty string",
+  secret = true }
 local function known_status(v) return IS_STATUS[v] == true end
 local STATUS = { "status", known_status, "one of workflows.STATUSES", problem = status_problem }
 local LIMIT = { "limit", page_size, "an integer in 1..100" }
@@ -163,7 +182,7 @@ local MAX = { "max", positive_integer, "a positive integer" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
   PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP, TRANSPORT,
-  POOL_SIZE, POOL_IDLE_TIMEOUT }
+  POOL_SIZE, POOL_IDLE_TIMEOUT, PROXY, NO_PROXY, CLIENT_CERT, CLIENT_KEY, CLIENT_KEY_PASSWORD }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 

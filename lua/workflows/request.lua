@@ -5,6 +5,8 @@
 local errors = require "workflows.errors"
 local retry = require "workflows.retry"
 local core = require "workflows.core"
+local proxy = require "workflows.proxy"
+local identity = require "workflows.identity"
 
 local tostring = tostring
 local floor, min, huge = math.floor, math.min, math.huge
@@ -58,6 +60,7 @@ local function start_attempt(job, t)
   if job.clipped then timeout = left end
   job.attempts = job.attempts + 1
   job.retry_at = nil
+  local route, client_identity = job.ctx.route, job.ctx.identity
   job.attempt = job.transport:start {
     url = job.url,
     token = config.token,
@@ -67,6 +70,12 @@ local function start_attempt(job, t)
     max_body_bytes = config.max_body_bytes,
     ca_file = config.ca_file,
     ca_path = config.ca_path,
+    proxy = route and route.url or nil,
+    proxy_user = route and route.user or nil,
+    proxy_password = route and route.password or nil,
+    client_cert = client_identity and client_identity.cert or nil,
+    client_key = client_identity and client_identity.key or nil,
+    client_key_password = client_identity and client_identity.password or nil,
   }
 end
 
@@ -79,12 +88,35 @@ local function log_attempt(job, outcome)
     floor((outcome.elapsed or 0) * 1000 + 0.5), job.attempts)
   if request_id then line = line .. " request " .. request_id end
   if job.window then line = line .. " window " .. job.window end
-  io.stderr:write(errors.without_secret(line, job.ctx.config.token), "\n")
+  io.stderr:write(M.without_secrets(errors.without_secret(line, job.ctx.config.token), job.ctx),
+    "\n")
+end
+
+-- `text` without the proxy's password and the key's.
+function M.without_secrets(text, ctx)
+  local secrets = ctx.secrets
+  for i = 1, 2 do
+    if secrets[i] then text = errors.without_secret(text, secrets[i]) end
+  end
+  return text
+end
+
+-- The outcome with the proxy's and the certificate's part in a failure said alike
+-- in every transport.
+local CURLE_SSL_CERTPROBLEM = 58
+
+local function explained(outcome, ctx)
+  outcome = proxy.explained(outcome, ctx.route)
+  if ctx.identity and not outcome.ok and (outcome.client_cert_problem
+      or outcome.curl_code == CURLE_SSL_CERTPROBLEM) then
+    outcome.message, outcome.tls = identity.unusable(ctx.identity), true
+  end
+  return outcome
 end
 
 local function collect(job, t)
   local attempt = job.attempt
-  local outcome = attempt:result()
+  local outcome = explained(attempt:result(), job.ctx)
   attempt:release()  -- hands its handle back to the pool now rather than at collection
   job.attempt = nil
   job.elapsed = outcome.elapsed
@@ -101,6 +133,7 @@ local function collect(job, t)
   local config = job.ctx.config
   local wait = retry.delay(outcome, job.attempts, config.max_retries, job.ctx.random)
   local err = errors.from_outcome(outcome, job.attempts, config.token, config.base_url_is_default)
+  err.message = M.without_secrets(err.message, job.ctx)
   if not wait then return finish(job, nil, err) end
   if job.deadline_at and t + wait >= job.deadline_at then
     local last = errors.headline(err)

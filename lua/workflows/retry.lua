@@ -29,6 +29,8 @@ end
 -- otherwise cost every backoff before the caller hears of it.
 function M.is_retryable(outcome)
   local kind = outcome.kind
+  -- a proxy that asked for credentials will ask again
+  if outcome.proxy_status == 407 then return false end
   if kind == "network" then return not outcome.tls and M.unresolved_host(outcome) == nil end
   if kind == "timeout" then return true end
   if kind == "http" then return RETRYABLE_STATUS[outcome.status] == true end

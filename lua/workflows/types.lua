@@ -33,6 +33,11 @@
 ---@field transport? workflows.Transport "auto" (default); "curl" inside nginx blocks the worker for each call
 ---@field pool_size? integer inside nginx: kept-alive connections per scheme, host and port in each worker (default 30)
 ---@field pool_idle_timeout? number inside nginx: seconds an idle kept-alive connection stays in the pool (default 60)
+---@field proxy? string|false "http://[user:pass@]host:port"; false: none whatever the environment says; default: https_proxy/HTTPS_PROXY, http_proxy, all_proxy/ALL_PROXY
+---@field no_proxy? string[]|string hosts, domain suffixes and addresses reached without the proxy; default: no_proxy/NO_PROXY
+---@field client_cert? string PEM file of a client certificate (mTLS)
+---@field client_key? string PEM file of its key (default: client_cert)
+---@field client_key_password? string the password of an encrypted client_key
 
 ---@class workflows.ListOptions
 ---@field status? workflows.Status

@@ -16,6 +16,10 @@
 -- sandbox.start(options) -> sb    raises when the server is not ready within 10 s
 --   options: tls (boolean), latency_ms (number), token (string), seed (string or number)
 -- sb.url, sb.token, sb.cert (with tls), sb.pid
+-- proxy = true: a forward proxy instead of the API (proxy_auth = "user:password" makes it
+-- ask for Basic Proxy-Authorization); sb:log() then lists what went through it
+-- client_ca = true (with tls): the API requires a client certificate; sb.client holds
+-- cert, key, key_encrypted, key_password, stranger_cert, stranger_key
 -- sb:log([since_seq])  -> array of log entries (doc/sandbox.md), JSON null as nil
 -- sb:last_seq()        -> seq of the newest entry, 0 when there is none
 -- sb:stop()            -> SIGTERM, up to 5 s, then SIGKILL; idempotent
@@ -40,7 +44,8 @@ local DEFAULT_TOKEN = "sandbox-token"
 local READY_TIMEOUT = 10    -- seconds
 local STOP_TIMEOUT = 5      -- seconds
 local POLL_INTERVAL = 0.05  -- seconds
-local OPTIONS = { tls = "boolean", latency_ms = "number", token = "string", seed = true }
+local OPTIONS = { tls = "boolean", latency_ms = "number", token = "string", seed = true,
+  proxy = "boolean", proxy_auth = "string", client_ca = "boolean" }
 -- Log fields that are JSON integers; lua-cjson 2.1 decodes every number as a float.
 local INTEGER_FIELDS = { "seq", "connection", "status" }
 
@@ -119,6 +124,9 @@ local function server_command(options, log_path, out_path)
   if options.tls then
     args[#args + 1] = "--tls"
   end
+  if options.client_ca then args[#args + 1] = "--client-ca" end
+  if options.proxy then args[#args + 1] = "--proxy" end
+  if options.proxy_auth then args[#args + 1] = "--proxy-auth " .. shell_quote(options.proxy_auth) end
   if options.latency_ms then
     args[#args + 1] = string.format("--latency-ms %d", math.floor(options.latency_ms))
   end
@@ -140,8 +148,9 @@ local function wait_until_ready(pid, out_path, tls)
     local output = read_file(out_path) or ""
     local url = output:match("listening (%S+)\n")
     local cert = output:match("certificate (%S+)\n")
-    if url and (cert or not tls) then
-      return url, cert
+    if url and (cert or not tls) and (not tls or tls ~= "client_ca"
+        or output:find("client-key-password ", 1, true)) then
+      return url, cert, output
     end
     if exited(pid) then
       return nil, "the server exited: " .. output
@@ -168,13 +177,21 @@ function M.start(options)
     sb:stop()
     error("sandbox.start: could not start the server", 2)
   end
-  local url, cert_or_problem = wait_until_ready(pid, out_path, options.tls)
+  local url, cert_or_problem, output = wait_until_ready(pid, out_path,
+    options.client_ca and "client_ca" or options.tls)
   if not url then
     sb:stop()
     error("sandbox.start: " .. cert_or_problem, 2)
   end
   sb.url = url
   sb.cert = cert_or_problem
+  if options.client_ca then
+    -- sb.client = { cert, key, key_encrypted, key_password, stranger_cert, stranger_key }
+    sb.client = {}
+    for name, path in output:gmatch("\n([%w-]+) (%S+)") do
+      sb.client[(name:gsub("^client%-", ""):gsub("%-", "_"))] = path
+    end
+  end
   return sb
 end
 

@@ -8,7 +8,8 @@ workflows.transport.ngx.exchange, and its failures' wording is
 workflows.transport.ngx.outcomes. This module runs the threads and waits. Waits
 are an ngx.semaphore posted when an attempt finishes, or ngx.sleep for a backoff.
 Connections go back to nginx's pool (setkeepalive), one pool per scheme, host and
-port.
+port, and per proxy, client certificate and trust settings
+(workflows.transport.ngx.network, which also opens CONNECT tunnels).
 
 Cosockets and light threads belong to the request that made them: there is one
 transport per client per request (or timer), kept in ngx.ctx. Where cosockets do

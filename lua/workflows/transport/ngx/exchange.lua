@@ -6,6 +6,7 @@
 local core = require "workflows.core"
 local http1 = require "workflows.http1"
 local outcomes = require "workflows.transport.ngx.outcomes"
+local network = require "workflows.transport.ngx.network"
 
 local pcall, tostring, tonumber = pcall, tostring, tonumber
 local format, find, match, lower = string.format, string.find, string.match, string.lower
@@ -58,12 +59,13 @@ end
 
 local function request_bytes(request, target)
   local lines = {
-    "GET " .. target.path .. " HTTP/1.1",
+    "GET " .. target.request_target .. " HTTP/1.1",
     "Host: " .. target.host_header,
     "Accept: application/json",
   }
   if request.user_agent then lines[#lines + 1] = "User-Agent: " .. request.user_agent end
   if request.token then lines[#lines + 1] = "Authorization: Bearer " .. request.token end
+  lines[#lines + 1] = network.authorization_line(target)
   lines[#lines + 1] = "\r\n"
   return concat(lines, "\r\n")
 end
@@ -165,11 +167,19 @@ local function connected(attempt, ngx, target, deadline, started, pool_size)
     local request = attempt.request
     local connect_for = min(request.connect_timeout or left, left)
     sock:settimeouts(ms(connect_for), ms(left), ms(left))
-    local ok, err = sock:connect(target.address, target.port,
+    local ok, err = sock:connect(target.connect_address, target.connect_port,
       { pool = target.pool, pool_size = pool_size })
-    if not ok then return nil, connect_failure(tostring(err), target, started) end
+    if not ok then
+      return nil, connect_failure(tostring(err), target.proxy or target, started)
+    end
     local reused = (sock:getreusedtimes() or 0) > 0
     if target.scheme ~= "https" or reused then return sock, reused, connect_for end
+    local unprepared = network.prepare(sock, request, target, ngx, deadline, started, now)
+    if unprepared then
+      sock:close()
+      attempt.sock = nil
+      return nil, unprepared
+    end
     local shaken, problem = sock:sslhandshake(false, target.server_name, true)
     if shaken ~= true then   -- true is the one success when no session is asked for
       sock:close()
@@ -197,6 +207,7 @@ local function exchange(attempt, ngx)
   if not target then
     return failure("network", "unsupported URL for the nginx transport: " .. tostring(request.url))
   end
+  network.plan(request, target, ngx)
   local pool_size = settings.pool_size
   local idle_ms = ms(settings.pool_idle_timeout)
   local payload = request_bytes(request, target)
