@@ -160,10 +160,18 @@ local function offset_problem(value)
 end
 local OFFSET = { "offset", offset_value, "a non-negative integer", problem = offset_problem }
 local MAX = { "max", positive_integer, "a positive integer" }
+local production = require "workflows.production_options"
+local ON_EVENT = { "on_event", production.is_function, "a function" }
+local HEADERS = { "headers", production.valid_headers, "a table of header names to strings",
+  problem = production.headers_problem }
+local RETRY_BUDGET = { "retry_budget", production.valid_budget,
+  "true, false or a table { ratio = 0..1, reserve = a positive number }",
+  problem = production.budget_problem }
+local SHARED_DICT = { "shared_dict", non_empty_string, "the name of a lua_shared_dict" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
   PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP, TRANSPORT,
-  POOL_SIZE, POOL_IDLE_TIMEOUT }
+  POOL_SIZE, POOL_IDLE_TIMEOUT, ON_EVENT, HEADERS, RETRY_BUDGET, SHARED_DICT }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 

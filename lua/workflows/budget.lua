@@ -1,0 +1,78 @@
+-- The retry budget: a token bucket that bounds retries by successes.
+--
+-- A retry costs one token; each successful attempt puts `ratio` tokens back; the bucket
+-- starts with `reserve` tokens and never holds more. Under a storm of failures
+-- nothing refills it, so once the reserve is spent a call makes its one attempt and
+-- no more: a long run of calls makes at most `reserve` requests more than it would
+-- without retries, and in general at most one retry per 1/ratio successes (20% with
+-- the default) plus the reserve. With few failures the bucket stays full and every
+-- retry is made. This is gRPC's retryThrottling and the AWS SDKs' retry quota, with
+-- Finagle's ratio of retries to requests.
+--
+-- A bucket is the client's own (each nginx worker's, inside nginx), or lives in a
+-- lua_shared_dict (workflows.shared) for every worker of one nginx.
+
+local setmetatable, type = setmetatable, type
+local min = math.min
+
+local M = {}
+
+M.RATIO = 0.2     -- tokens a success puts back: retries at most 20% of successes
+M.RESERVE = 10    -- tokens at the start and at most: the burst of retries allowed
+
+-- ratio and reserve of the retry_budget option (true, or a table), or nil for false.
+function M.settings(option)
+  if option == false then return nil end
+  local given = type(option) == "table" and option or {}
+  return { ratio = given.ratio or M.RATIO, reserve = given.reserve or M.RESERVE }
+end
+
+local Bucket = {}
+Bucket.__index = Bucket
+
+function M.local_bucket(settings)
+  return setmetatable({ tokens = settings.reserve, ratio = settings.ratio,
+    reserve = settings.reserve, shared = false }, Bucket)
+end
+
+-- Takes the token of one retry: true, or false when the budget refuses it.
+function Bucket:withdraw()
+  if self.tokens < 1 then return false end
+  self.tokens = self.tokens - 1
+  return true
+end
+
+-- A successful attempt.
+function Bucket:deposit()
+  self.tokens = min(self.reserve, self.tokens + self.ratio)
+end
+
+-- What a "budget" event reports.
+function Bucket:state()
+  return self.tokens, self.reserve, self.ratio, self.shared
+end
+
+-- A bucket with the same behaviour over `store`, the store of workflows.shared:
+-- take(amount, cap) -> tokens after taking (may be negative), give(amount, cap),
+-- tokens(cap).
+local SharedBucket = {}
+SharedBucket.__index = SharedBucket
+
+function M.shared_bucket(settings, store)
+  return setmetatable({ store = store, ratio = settings.ratio, reserve = settings.reserve,
+    shared = true }, SharedBucket)
+end
+
+function SharedBucket:withdraw()
+  return self.store:take(1, self.reserve)
+end
+
+function SharedBucket:deposit()
+  self.store:give(self.ratio, self.reserve)
+end
+
+function SharedBucket:state()
+  return self.store:tokens(self.reserve), self.reserve, self.ratio, true
+end
+
+return M
