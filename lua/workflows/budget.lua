@@ -52,27 +52,26 @@ function Bucket:state()
   return self.tokens, self.reserve, self.ratio, self.shared
 end
 
--- A bucket with the same behaviour over `store`, the store of workflows.shared:
--- take(amount, cap) -> tokens after taking (may be negative), give(amount, cap),
--- tokens(cap).
+-- A bucket with the same behaviour in `store`, workflows.shared: take(key, amount, cap)
+-- -> whether there were enough, give(key, amount, cap), tokens(key, cap).
 local SharedBucket = {}
 SharedBucket.__index = SharedBucket
 
 function M.shared_bucket(settings, store)
   return setmetatable({ store = store, ratio = settings.ratio, reserve = settings.reserve,
-    shared = true }, SharedBucket)
+    key = store:budget_key(settings.ratio, settings.reserve), shared = true }, SharedBucket)
 end
 
 function SharedBucket:withdraw()
-  return self.store:take(1, self.reserve)
+  return self.store:take(self.key, 1, self.reserve)
 end
 
 function SharedBucket:deposit()
-  self.store:give(self.ratio, self.reserve)
+  self.store:give(self.key, self.ratio, self.reserve)
 end
 
 function SharedBucket:state()
-  return self.store:tokens(self.reserve), self.reserve, self.ratio, true
+  return self.store:tokens(self.key, self.reserve), self.reserve, self.ratio, true
 end
 
 return M

@@ -32,32 +32,38 @@ function M.open(name, base_url)
       .. "in the http block, e.g. lua_shared_dict %s 1m;)", name, name)
   end
   local prefix = "workflows|" .. base_url .. "|"
-  return setmetatable({ dict = dict, budget_key = prefix .. "budget",
+  return setmetatable({ dict = dict, prefix = prefix,
     pause_key = prefix .. "pause", pushback_key = prefix .. "pushbacks" }, Shared)
 end
 
--- The budget's store (workflows.budget): takes `amount` tokens of a bucket holding at
--- most `cap`; false when there were not enough (nothing is then taken).
-function Shared:take(amount, cap)
+-- The key of the retry budget of clients with these budget settings: clients of one
+-- API with the same settings share one bucket.
+function Shared:budget_key(ratio, reserve)
+  return format("%sbudget|%s|%s", self.prefix, ratio, reserve)
+end
+
+-- The budget's store (workflows.budget): takes `amount` tokens of the bucket at `key`,
+-- which holds at most `cap`; false when there were not enough (nothing is then taken).
+function Shared:take(key, amount, cap)
   local n = floor(amount * SCALE + 0.5)
-  local after = self.dict:incr(self.budget_key, -n, cap * SCALE)
+  local after = self.dict:incr(key, -n, floor(cap * SCALE + 0.5))
   -- a full dict cannot hold the count: the budget then lets retries through
   if after == nil then return true end
   if after < 0 then
-    self.dict:incr(self.budget_key, n)
+    self.dict:incr(key, n)
     return false
   end
   return true
 end
 
-function Shared:give(amount, cap)
+function Shared:give(key, amount, cap)
   local capped = floor(cap * SCALE + 0.5)
-  local after = self.dict:incr(self.budget_key, floor(amount * SCALE + 0.5), capped)
-  if after and after > capped then self.dict:incr(self.budget_key, capped - after) end
+  local after = self.dict:incr(key, floor(amount * SCALE + 0.5), capped)
+  if after and after > capped then self.dict:incr(key, capped - after) end
 end
 
-function Shared:tokens(cap)
-  local count = self.dict:get(self.budget_key)
+function Shared:tokens(key, cap)
+  local count = self.dict:get(key)
   if count == nil then return cap end
   return count / SCALE
 end
