@@ -51,7 +51,7 @@
 ---@field method? string "GET" (attempt_start, attempt)
 ---@field url? string the request's URL (attempt_start, attempt, retry, page, budget)
 ---@field attempt? integer the attempt's number within its call (attempt_start, attempt, retry, budget)
----@field transport? string "curl", "uv", "cqueues" or "ngx" (attempt_start, attempt)
+---@field transport? string "curl", "libuv", "cqueues" or "ngx" (attempt_start, attempt)
 ---@field status? integer the HTTP status, when one came (attempt)
 ---@field kind? string "ok", or the error kind (attempt)
 ---@field elapsed? number seconds from request to answer (attempt)

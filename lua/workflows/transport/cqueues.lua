@@ -88,7 +88,6 @@ end
 
 local Transport = {}
 Transport.__index = Transport
-Transport.name = "cqueues"  -- what events call it
 
 M.names = { "curl" }   -- libcurl too, on the controller
 

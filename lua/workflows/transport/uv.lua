@@ -80,7 +80,6 @@ end
 
 local Transport = {}
 Transport.__index = Transport
-Transport.name = "uv"  -- what events call it
 
 M.names = { "curl" }   -- libcurl too, on the client's loop
 
