@@ -5,7 +5,6 @@ local retry = require "workflows.retry"
 local budget = require "workflows.budget"
 local workflows = require "workflows"
 
-local requests_for = fixtures.requests_for
 local unique = fixtures.demo_id_maker("budget")
 
 describe("workflows.budget", function()

@@ -29,6 +29,17 @@ describe("shared_dict across nginx workers", function()
       workers = 2,
       http = plans.HTTP,
       server = plans.LOCATIONS .. [[
+  location = /traced {
+    content_by_lua_block {
+      local events = {}
+      local client = require("workflows").new {
+        headers = { traceparent = "00-trace-span-01", ["X-Request-Tag"] = ngx.var.arg_tag },
+        on_event = function(ev) events[#events + 1] = ev end,
+      }
+      local page, err = client:list_runs("wf_demo", { limit = 2 })
+      ngx.say(require("cjson").encode { items = page and #page.items, events = events })
+    }
+  }
   location = /missing {
     content_by_lua_block {
       local ok, err = pcall(require("workflows").new, { shared_dict = "nope" })
@@ -98,6 +109,49 @@ describe("shared_dict across nginx workers", function()
     local first, second = budget_race(false)
     assert.same({ 3, 5, 2 }, { first.failures, first.attempts, first.refused })
     assert.same({ 1, 3, 0 }, { second.failures, second.attempts, second.refused })
+  end)
+
+  it("halves the window of a walk in one worker when another is pushed back", function()
+    local walking, pushed, first, second = fresh("walking"), fresh("pushed"), fresh("first"),
+      fresh("second")
+    plans.send(server, 0, { name = first, shared = true, id = "wf_big",
+      walk = { limit = 10, max = 300, pause_at = 150, walking = walking, resume = pushed } })
+    plans.send(server, 1, { name = second, shared = true, wait_for = walking, done = pushed,
+      id = "wf_demo;status=429;times=1;n=" .. second, walk = { limit = 5, max = 10 } })
+    local walked, pushing = plans.result(server, first), plans.result(server, second)
+    assert.same({ 300, 10 }, { walked.runs, pushing.runs })
+    local shared_halvings = 0
+    for _, change in ipairs(walked.windows) do
+      if change[3] == "shared_pushback" then
+        shared_halvings = shared_halvings + 1
+        assert.equal(math.floor(change[1] / 2), change[2])
+      end
+      assert.is_not.equal("pushback", change[3])  -- its own pages never met a 429
+    end
+    assert.is_true(shared_halvings >= 1)
+  end)
+
+  it("sends the extra headers and reports events from the cosocket transport", function()
+    local seq = sb:last_seq()
+    local status, body = server:get("/traced?tag=ngx-7")
+    assert.equal(200, status)
+    local answer = require("cjson").decode(body)
+    assert.equal(2, answer.items)
+    local types, transports = {}, {}
+    for i, ev in ipairs(answer.events) do
+      types[i] = ev.type
+      if ev.transport then transports[ev.transport] = true end
+      for _, value in pairs(ev) do assert.is_nil(tostring(value):find(sb.token, 1, true)) end
+    end
+    assert.same({ "attempt_start", "attempt", "page" }, types)
+    assert.same({ ngx = true }, transports)
+    assert.same({ 200, "ok" }, { answer.events[2].status, answer.events[2].kind })
+    assert.is_true(answer.events[2].bytes > 100)
+    local sent
+    for _, entry in ipairs(sb:log(seq)) do
+      if entry.workflow_id == "wf_demo" then sent = entry.headers end
+    end
+    assert.same({ "00-trace-span-01", "ngx-7" }, { sent.Traceparent, sent["X-Request-Tag"] })
   end)
 
   it("names a lua_shared_dict nginx does not have", function()

@@ -9,7 +9,9 @@
 -- A plan: { name, id, calls (default 1), seconds (calls until then instead), shared
 -- (use the shared_dict "workflows"), retry_budget, max_retries, limit, wait_for (a key
 -- of `plans` to wait for first), signal (a key set when a retry is scheduled),
--- done (a key set at the end) }. Its result under "result:<name>": { worker, calls,
+-- done (a key set at the end), walk ({ limit, max, pause_at, walking, resume }: walks
+-- `id` instead of calls; after `pause_at` runs it sets `walking` and waits for
+-- `resume`) }. Its result under "result:<name>": { worker, calls,
 -- attempts, failures, refused (budget events), starts (ngx.now() of each attempt
 -- start), heard (the wait_for value), errors (tostring of each failure, first 5) }.
 -- luacheck: globals ngx
@@ -53,6 +55,9 @@ local function carry_out(plan)
         result.attempts = result.attempts + 1
       elseif ev.type == "retry" and plan.signal then
         plans:set(plan.signal, now())
+      elseif ev.type == "window" then
+        result.windows = result.windows or {}
+        result.windows[#result.windows + 1] = { ev.from, ev.to, ev.why }
       elseif ev.type == "budget" then
         result.refused = result.refused + 1
         result.budget = { tokens = ev.tokens, shared = ev.shared }
@@ -63,8 +68,19 @@ local function carry_out(plan)
     while not plans:get(plan.wait_for) do ngx.sleep(0.01) end
     result.heard = plans:get(plan.wait_for)
   end
+  if plan.walk then
+    local walk, count = plan.walk, 0
+    for _ in client:runs(plan.id, { limit = walk.limit, max = walk.max }) do
+      count = count + 1
+      if count == walk.pause_at then
+        plans:set(walk.walking, now())
+        while not plans:get(walk.resume) do ngx.sleep(0.01) end
+      end
+    end
+    result.runs = count
+  end
   local ends = plan.seconds and now() + plan.seconds
-  local calls = plan.calls or 1
+  local calls = plan.calls or (plan.walk and 0 or 1)
   while (ends and now() < ends) or (not ends and result.calls < calls) do
     result.calls = result.calls + 1
     local page, err = client:list_runs(plan.id, { limit = plan.limit or 1 })
