@@ -58,12 +58,12 @@ describe("shared_dict across nginx workers", function()
 
   -- Worker 0 hears a 429 with Retry-After: 2; worker 1 starts its call once worker 0
   -- has scheduled its retry. Returns both results.
-  local function retry_after_race(shared)
+  local function retry_after_race(shared, deadline)
     local heard, first, second = fresh("heard"), fresh("first"), fresh("second")
     plans.send(server, 0, { name = first, shared = shared, signal = heard,
       id = "wf_demo;status=429;retry_after=2;times=1;n=" .. first })
     plans.send(server, 1, { name = second, shared = shared, wait_for = heard,
-      id = "wf_demo;n=" .. second })
+      id = "wf_demo;n=" .. second, deadline = deadline })
     return plans.result(server, first), plans.result(server, second)
   end
 
@@ -74,6 +74,14 @@ describe("shared_dict across nginx workers", function()
     -- the other worker's first attempt waited for the end of the pause
     assert.is_true(second.starts[1] - second.heard >= 1.5,
       ("started %.3f s after the Retry-After"):format(second.starts[1] - second.heard))
+  end)
+
+  it("fails at once a call in another worker whose deadline the pause would pass", function()
+    local _, second = retry_after_race(true, 1)
+    assert.same({ 1, 0, 1 }, { second.failures, second.attempts, #second.errors })
+    assert.matches("^workflows: timeout: deadline exceeded: the server asked for a [%d.]+ s "
+      .. "pause %(Retry%-After, shared by the nginx workers%) before attempt 1 would start",
+      second.errors[1])
   end)
 
   it("leaves the other workers alone without it", function()

@@ -46,14 +46,13 @@ local function finish(job, page, err)
   job.attempt, job.retry_at = nil, nil
 end
 
--- Seconds the attempt due at `t` must still wait for a Retry-After pause that
--- another nginx worker heard (workflows.shared), or nil.
-local function shared_pause(job, t)
+-- Seconds an attempt must still wait for a Retry-After pause that an nginx worker
+-- heard (workflows.shared), or nil.
+local function shared_pause(job)
   local shared = job.ctx.shared
   if not shared then return nil end
   local left = shared:paused_for()
   if left <= 0 then return nil end
-  if job.deadline_at and t + left >= job.deadline_at then return nil end
   return left
 end
 
@@ -66,7 +65,13 @@ local function start_attempt(job, t)
     return finish(job, nil, errors.timeout(
       format("deadline exceeded before attempt %d could start", job.attempts + 1), job.attempts))
   end
-  local paused = shared_pause(job, t)
+  local paused = shared_pause(job)
+  if paused and job.deadline_at and t + paused >= job.deadline_at then
+    -- as for a Retry-After this job heard itself: fail now rather than wait in vain
+    return finish(job, nil, errors.timeout(format("deadline exceeded: the server asked for "
+      .. "a %s pause (Retry-After, shared by the nginx workers) before attempt %d would start",
+      errors.seconds(paused), job.attempts + 1), job.attempts))
+  end
   if paused then
     job.retry_at = t + paused
     return

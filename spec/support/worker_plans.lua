@@ -11,7 +11,8 @@
 -- of `plans` to wait for first), signal (a key set when a retry is scheduled),
 -- done (a key set at the end), walk ({ limit, max, pause_at, walking, resume }: walks
 -- `id` instead of calls; after `pause_at` runs it sets `walking` and waits for
--- `resume`) }. Its result under "result:<name>": { worker, calls,
+-- `resume`), deadline (of each call), rate (calls a second, each in a timer of its
+-- own, for `seconds`, instead of one after the other) }. Its result under "result:<name>": { worker, calls,
 -- attempts, failures, refused (budget events), starts (ngx.now() of each attempt
 -- start), heard (the wait_for value), errors (tostring of each failure, first 5) }.
 -- luacheck: globals ngx
@@ -48,6 +49,7 @@ local function carry_out(plan)
     shared_dict = plan.shared and "workflows" or nil,
     retry_budget = plan.retry_budget,
     max_retries = plan.max_retries,
+    deadline = plan.deadline,
     on_event = function(ev)
       if ev.type == "attempt_start" then
         result.starts[#result.starts + 1] = now()
@@ -79,15 +81,29 @@ local function carry_out(plan)
     end
     result.runs = count
   end
-  local ends = plan.seconds and now() + plan.seconds
-  local calls = plan.calls or (plan.walk and 0 or 1)
-  while (ends and now() < ends) or (not ends and result.calls < calls) do
+  local function call()
     result.calls = result.calls + 1
     local page, err = client:list_runs(plan.id, { limit = plan.limit or 1 })
     if not page then
       result.failures = result.failures + 1
       if #result.errors < 5 then result.errors[#result.errors + 1] = tostring(err) end
     end
+  end
+  local ends = plan.seconds and now() + plan.seconds
+  local calls = plan.calls or (plan.walk and 0 or 1)
+  if plan.rate then
+    local running = 0
+    while now() < ends do
+      running = running + 1
+      ngx.timer.at(0, function(premature)
+        if not premature then pcall(call) end
+        running = running - 1
+      end)
+      ngx.sleep(1 / plan.rate)
+    end
+    while running > 0 do ngx.sleep(0.01) end
+  else
+    while (ends and now() < ends) or (not ends and result.calls < calls) do call() end
   end
   client:close()
   plans:set("result:" .. plan.name, cjson.encode(result))
