@@ -6,7 +6,7 @@
 --
 --   lua5.4 bench/event_cost.lua [ROUNDS]       (from the repository root; default 7)
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = (rawget(_G, "jit") and "build/luajit/?.so;" or "./?.so;") .. package.cpath
 local sandbox = require "spec.support.sandbox"
 local workflows = require "workflows"
 local core = require "workflows.core"

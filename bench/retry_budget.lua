@@ -9,7 +9,7 @@
 -- storm does not take minutes; the budget counts requests, not seconds, so this
 -- changes no figure. Prints a Markdown table.
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = (rawget(_G, "jit") and "build/luajit/?.so;" or "./?.so;") .. package.cpath
 local sandbox = require "spec.support.sandbox"
 local workflows = require "workflows"
 local retry = require "workflows.retry"

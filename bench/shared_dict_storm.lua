@@ -7,7 +7,7 @@
 --
 -- Prints a Markdown table. Needs nginx with its Lua module (spec/support/nginx.lua).
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "./?.so;" .. package.cpath
+package.cpath = (rawget(_G, "jit") and "build/luajit/?.so;" or "./?.so;") .. package.cpath
 local sandbox = require "spec.support.sandbox"
 local nginx = require "spec.support.nginx"
 local plans = require "spec.support.worker_plans"
