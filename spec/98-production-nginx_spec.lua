@@ -119,6 +119,18 @@ describe("shared_dict across nginx workers", function()
     assert.same({ 1, 3, 0 }, { second.failures, second.attempts, second.refused })
   end)
 
+  it("gives the clients of one worker one budget without it", function()
+    local storm = "wf_demo;status=503;n=" .. fresh("per-worker")
+    local first, second = fresh("first"), fresh("second")
+    -- a setting no other test uses: a bucket of its own
+    plans.send(server, 0, { name = first, retry_budget = { reserve = 3 }, id = storm })
+    local before = plans.result(server, first)
+    plans.send(server, 0, { name = second, retry_budget = { reserve = 3 }, id = storm })
+    local after = plans.result(server, second)
+    -- the second client, made after the first, finds the one token the first left
+    assert.same({ 3, 0, 2, 1 }, { before.attempts, before.refused, after.attempts, after.refused })
+  end)
+
   it("halves the window of a walk in one worker when another is pushed back", function()
     local walking, pushed, first, second = fresh("walking"), fresh("pushed"), fresh("first"),
       fresh("second")

@@ -9,10 +9,11 @@
 -- retry is made. This is gRPC's retryThrottling and the AWS SDKs' retry quota, with
 -- Finagle's ratio of retries to requests.
 --
--- A bucket is the client's own (each nginx worker's, inside nginx), or lives in a
--- lua_shared_dict (workflows.shared) for every worker of one nginx.
+-- A bucket is the client's own; inside nginx, where a client is often made per request,
+-- each worker's clients of one API with the same settings share one; with shared_dict
+-- it lives in a lua_shared_dict (workflows.shared) for every worker of one nginx.
 
-local setmetatable, type = setmetatable, type
+local setmetatable, type, tostring = setmetatable, type, tostring
 local min = math.min
 
 local M = {}
@@ -33,6 +34,20 @@ Bucket.__index = Bucket
 function M.local_bucket(settings)
   return setmetatable({ tokens = settings.reserve, ratio = settings.ratio,
     reserve = settings.reserve, shared = false }, Bucket)
+end
+
+-- Inside nginx: the worker's buckets, by base URL and settings. A worker is one process
+-- running one request at a time between yields, so the plain table needs no lock.
+local worker_buckets = {}
+
+function M.worker_bucket(settings, base_url)
+  local key = base_url .. "|" .. tostring(settings.ratio) .. "|" .. tostring(settings.reserve)
+  local bucket = worker_buckets[key]
+  if not bucket then
+    bucket = M.local_bucket(settings)
+    worker_buckets[key] = bucket
+  end
+  return bucket
 end
 
 -- Takes the token of one retry: true, or false when the budget refuses it.
