@@ -89,6 +89,9 @@ describe("on_event", function()
       if ev.why == "grow" then assert.equal(ev.from + 1, ev.to) end
     end
     assert.same({ grow = true, pushback = true }, whys)
+    for _, ev in ipairs(of_type(events, "attempt_start")) do
+      assert.equal("number", type(ev.window))  -- the walk's window when it was sent
+    end
   end)
 
   it("reports the budget's state when it refuses a retry", function()

@@ -108,17 +108,14 @@ local function fill(walk, count)
   while #queue < count and not walk.closed and ledger:wants_more(#queue) do
     carrier = carrier or transport.current(walk.ctx)
     local job = request.start(walk.ctx, carrier, walk.url_of(ledger.planned, ledger.limit),
-      request.deadline_in(walk.page_deadline, walk.deadline_at))
+      request.deadline_in(walk.page_deadline, walk.deadline_at), walk.window:size())
     ledger:plan(job)
-    job.window = walk.window:size()
     queue[#queue + 1] = job
     started = started + 1
   end
   return started
 end
 
--- The window learns from each page: how long it took to come, and how long the
--- caller and the walk spent on the page before.
 -- With shared_dict, a pushback halves the auto windows of every nginx worker: each
 -- walk counts the pushbacks it has seen (workflows.shared).
 local function pushed_back(walk, job)
@@ -140,6 +137,8 @@ local function window_event(walk, from, why)
   if to ~= from then walk.ctx.on_event { type = "window", from = from, to = to, why = why } end
 end
 
+-- The window learns from each page: how long it took to come, and how long the
+-- caller and the walk spent on the page before.
 local function measure(walk, job, waited)
   local t = now()
   local sizing = walk.window

@@ -203,11 +203,12 @@ function M.deadline_in(seconds, within)
 end
 
 -- A job whose first attempt is already started on `transport`; `deadline_at` (see
--- deadline_in) bounds this request with its retries.
-function M.start(ctx, transport, url, deadline_at)
+-- deadline_in) bounds this request with its retries; `window`: the prefetch window of
+-- the walk it belongs to, or nil.
+function M.start(ctx, transport, url, deadline_at, window)
   local t = core.now()
   local job = { ctx = ctx, transport = transport, url = url, attempts = 0,
-    deadline_at = deadline_at, finished = false }
+    deadline_at = deadline_at, window = window, finished = false }
   start_attempt(job, t)
   return job
 end
