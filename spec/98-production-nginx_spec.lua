@@ -40,6 +40,14 @@ describe("shared_dict across nginx workers", function()
       ngx.say(require("cjson").encode { items = page and #page.items, events = events })
     }
   }
+  location = /raising {
+    content_by_lua_block {
+      local client = require("workflows").new { on_event = function() error("hook boom") end }
+      local first = client:list_runs("wf_demo", { limit = 1 })
+      local second = client:list_runs("wf_demo", { limit = 1 })
+      ngx.say(#first.items + #second.items, " ", client:event_failures())
+    }
+  }
   location = /missing {
     content_by_lua_block {
       local ok, err = pcall(require("workflows").new, { shared_dict = "nope" })
@@ -172,6 +180,13 @@ describe("shared_dict across nginx workers", function()
       if entry.workflow_id == "wf_demo" then sent = entry.headers end
     end
     assert.same({ "00-trace-span-01", "ngx-7" }, { sent.Traceparent, sent["X-Request-Tag"] })
+  end)
+
+  it("reports a hook that raises once, in the error log, and goes on", function()
+    local status, body = server:get("/raising")
+    assert.same({ 200, "2 6\n" }, { status, body })
+    local _, count = server:error_log():gsub("the on_event hook raised an error [^\n]*hook boom", "")
+    assert.equal(1, count)
   end)
 
   it("names a lua_shared_dict nginx does not have", function()
