@@ -14,11 +14,14 @@ local io = io
 
 local M = {}
 
--- Where a warning goes: nginx's error log inside nginx, stderr elsewhere.
+-- Where a warning goes: nginx's error log inside nginx, Neovim's messages inside
+-- Neovim (stderr would garble its screen), stderr elsewhere.
 function M.warn(line)
-  local ngx = rawget(_G, "ngx")
+  local ngx, vim = rawget(_G, "ngx"), rawget(_G, "vim")
   if ngx and ngx.log and ngx.WARN then
     ngx.log(ngx.WARN, line)
+  elseif vim and vim.schedule and vim.notify then
+    vim.schedule(function() vim.notify(line, vim.log.levels.WARN) end)
   else
     io.stderr:write(line, "\n")
   end

@@ -6,6 +6,7 @@ local floor, huge, min, max = math.floor, math.huge, math.min, math.max
 local format, find, lower = string.format, string.find, string.lower
 local sub, gsub, byte = string.sub, string.gsub, string.byte
 local sort, concat = table.sort, table.concat
+local production = require "workflows.production_options"
 
 local M = {}
 
@@ -160,7 +161,6 @@ local function offset_problem(value)
 end
 local OFFSET = { "offset", offset_value, "a non-negative integer", problem = offset_problem }
 local MAX = { "max", positive_integer, "a positive integer" }
-local production = require "workflows.production_options"
 local ON_EVENT = { "on_event", production.is_function, "a function" }
 local HEADERS = { "headers", production.valid_headers, "a table of header names to strings",
   problem = production.headers_problem }
