@@ -103,4 +103,24 @@ describe("the headers option", function()
       end)
     end
   end)
+
+  describe("in the core's request table", function()
+    local core = require "workflows.core"
+    local CASES = {
+      { { "A: b\r\nC: d" }, "request field 'headers' holds a line that is not one header" },
+      { { "no colon" }, "request field 'headers' holds a line that is not one header" },
+      { { "A: b\0c" }, "request field 'headers' holds a line that is not one header" },
+      { { 5 }, "request field 'headers' must hold strings" },
+      { "A: b", "request field 'headers' must be a table" },
+    }
+    for _, case in ipairs(CASES) do
+      it("refuses " .. case[2], function()
+        local session = core.session()
+        local ok, problem = pcall(session.start, session, { url = sb.url, headers = case[1] })
+        session:close()
+        assert.is_false(ok)
+        assert.matches(case[2], problem, 1, true)
+      end)
+    end
+  end)
 end)
