@@ -121,7 +121,8 @@ describe("core.response_outcome()", function()
     local outcome = core.response_outcome(fields)
     assert.same({ ok = false, kind = "decode", too_large = true, status = 200,
       message = "response body is larger than max_body_bytes (100 bytes)",
-      request_id = fields.request_id:match("^%s*(.-)%s*$"), elapsed = 0, reused = false }, outcome)
+      request_id = fields.request_id:match("^%s*(.-)%s*$"), elapsed = 0, reused = false,
+      bytes = 0 }, outcome)
     local curl_outcome = comparable(fetch_with_curl_path(target, sb.token, 100))
     assert.equal("number", type(curl_outcome.curl_code))   -- only the curl path has one
     curl_outcome.curl_code = nil
@@ -135,9 +136,9 @@ describe("core.response_outcome()", function()
       request_id = "  abc\1\127-def\r\n", content_type = "\ttext/html\0 ",
       retry_after = " 12 " }
     assert.same({ ok = false, kind = "http", status = 502, request_id = "abc-def",
-      retry_after = 12, elapsed = 0, reused = false }, outcome)
+      retry_after = 12, elapsed = 0, reused = false, bytes = 6 }, outcome)
     outcome = core.response_outcome { status = 200, body = "<html>", content_type = "text/html\r" }
-    assert.same({ ok = false, kind = "decode", status = 200, elapsed = 0, reused = false,
+    assert.same({ ok = false, kind = "decode", status = 200, elapsed = 0, reused = false, bytes = 6,
       message = "invalid JSON: Expected value but found invalid token at character 1"
         .. " (Content-Type text/html)" }, outcome)
   end)

@@ -104,6 +104,16 @@ describe_nvim("the Neovim plugin (examples/nvim)", function()
       .. "%(request req_%x+%)$", failed.lines[1])
   end)
 
+  it("counts the retries on the progress line", function()
+    local retried = step(6)
+    assert.is_true(retried.settled)
+    assert.equal("done", retried.state.state)
+    -- one a request: each page's, and any the walk made to check where the listing ends
+    assert.is_true(retried.state.retries >= 3)
+    assert.matches(("^wf_demo;status=503;times=1;n=nvim%%-retries 250 runs, 3 pages, %d retries "
+      .. "in %%d+%%.%%d%%d s$"):format(retried.state.retries), retried.lines[1])
+  end)
+
   it("reports the core, libcurl, the token and the server in :checkhealth", function()
     local text = table.concat(report.health, "\n")
     assert.matches("OK: lua%-workflows %d+%.%d+%.%d+, core loaded, libcurl %d", text)

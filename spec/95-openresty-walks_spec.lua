@@ -21,8 +21,14 @@ describe("the nginx transport", function()
 
   lazy_setup(function()
     sb = sandbox.start {}
-    server = openresty.start(sb, { server = "  location = /failures { content_by_lua_file "
-      .. nginx.root() .. "/examples/openresty/failures.lua; }\n" })
+    -- what the example's nginx.conf gives failures.lua: its dicts, and metrics.lua
+    -- (loaded by path: this nginx.conf's package path is the checkout's)
+    server = openresty.start(sb, {
+      http = "  lua_shared_dict metrics 1m;\n  lua_shared_dict workflows 1m;\n"
+        .. "  init_by_lua_block { package.loaded.metrics = dofile('" .. nginx.root()
+        .. "/examples/openresty/metrics.lua') }\n",
+      server = "  location = /failures { content_by_lua_file "
+        .. nginx.root() .. "/examples/openresty/failures.lua; }\n" })
   end)
 
   lazy_teardown(function() openresty.stop(server, sb) end)

@@ -36,7 +36,9 @@ local function start_example(environment, unset)
     .. "/examples/openresty/logs") .. " && ln -s " .. shell_quote(root .. "/lua") .. " "
     .. shell_quote(top .. "/lua") .. " && ln -s " .. shell_quote(root .. "/build") .. " "
     .. shell_quote(top .. "/build") .. " && ln -s " .. shell_quote(root
-    .. "/examples/openresty/failures.lua") .. " " .. shell_quote(top .. "/examples/openresty/")))
+    .. "/examples/openresty/failures.lua") .. " " .. shell_quote(top .. "/examples/openresty/")
+    .. " && ln -s " .. shell_quote(root .. "/examples/openresty/metrics.lua") .. " "
+    .. shell_quote(top .. "/examples/openresty/")))
   local example = assert(cli.read_file(root .. "/examples/openresty/nginx.conf"))
   local server = nginx.start {
     prefix = top .. "/examples/openresty",
@@ -137,6 +139,55 @@ describe("examples/openresty", function()
         .. "api.example.com (the built-in default base URL, used because no base_url was given "
         .. "and WORKFLOWS_BASE_URL is not set)" }, failure)
       assert.is_true(os.time() - started <= 1)
+    end)
+  end)
+
+  describe("GET /metrics", function()
+    -- `name{labels} value` lines by their name and labels
+    local function samples(text)
+      local found = {}
+      for line in text:gmatch("[^\n]+") do
+        if not line:find("^#") then
+          local series, value = line:match("^(%S+) (%S+)$")
+          assert(series, "not a sample line: " .. line)
+          found[series] = tonumber(value)
+        end
+      end
+      return found
+    end
+
+    it("counts requests by status and kind, retries and latency, in Prometheus' text format", function()
+      local before_status, before = server:get("/metrics")
+      assert.equal(200, before_status)
+      local earlier = samples(before)
+      assert.equal(200, (server:get("/failures?wf=wf_demo&limit=7")))
+      assert.equal(404, (get("/failures?wf=wf_nope")))
+      server:get("/failures?wf=" .. escaped(id_of("status=503;times=1")) .. "&limit=5")
+      local status, text, content_type = server:get("/metrics")
+      assert.same({ 200, "text/plain; version=0.0.4" }, { status, content_type })
+      assert.matches("# TYPE workflows_requests_total counter\n", text, 1, true)
+      assert.matches("# TYPE workflows_request_duration_seconds histogram\n", text, 1, true)
+      local now = samples(text)
+      local function grew(series) return (now[series] or 0) - (earlier[series] or 0) end
+      assert.is_true(grew('workflows_requests_total{status="200",kind="ok"}') >= 2)
+      assert.equal(1, grew('workflows_requests_total{status="404",kind="http"}'))
+      -- each page's first attempt answers 503, and is retried unless the retry budget
+      -- (which earlier tests' storms spent) refuses it
+      local failed = grew('workflows_requests_total{status="503",kind="http"}')
+      assert.is_true(failed >= 1)
+      assert.equal(failed, grew('workflows_retries_total{why="503"}')
+        + grew("workflows_retry_budget_refusals_total"))
+      local count = now.workflows_request_duration_seconds_count
+      assert.equal(count, now['workflows_request_duration_seconds_bucket{le="+Inf"}'])
+      local previous = 0
+      for _, bound in ipairs { "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+          "2.5", "5", "10" } do
+        local bucket = now['workflows_request_duration_seconds_bucket{le="' .. bound .. '"}']
+        assert.is_true(bucket >= previous and bucket <= count, bound)
+        previous = bucket
+      end
+      assert.is_true(now.workflows_request_duration_seconds_sum > 0)
+      assert.is_nil(text:find(sb.token, 1, true))
     end)
   end)
 end)

@@ -53,6 +53,7 @@ typedef struct wf_request {
   long timeout_ms;
   long connect_timeout_ms;
   size_t max_body;
+  int table;                   /* stack index of the request table, for its headers */
 } wf_request;
 
 /* clock.c, layer 0 */
@@ -80,7 +81,7 @@ double wf_retry_after_seconds(const char *value, double now);
 /* request.c, layer 2 */
 int wf_request_open(lua_State *L);
 void wf_read_request(lua_State *L, int t, wf_request *req);
-int wf_build_headers(lua_State *L, struct curl_slist **headers, const char *token);
+int wf_build_headers(lua_State *L, struct curl_slist **headers, const wf_request *req);
 CURLcode wf_set_options(CURL *easy, const wf_request *req, struct curl_slist *headers,
                         wf_response *r, void *owner);
 

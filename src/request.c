@@ -38,12 +38,38 @@ static long opt_millis_field(lua_State *L, int t, const char *key) {
 }
 
 /*
+** Checks the request field 'headers': nil, or an array of "Name: value" lines (the Lua
+** layer checked names and values; this keeps a line break out whatever the caller).
+*/
+static void check_header_lines(lua_State *L, int t) {
+  int type = wf_getfield(L, t, "headers");
+  if (type == LUA_TTABLE) {
+    lua_Integer i, n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      size_t len;
+      const char *line;
+      if (wf_rawgeti(L, -1, (int)i) != LUA_TSTRING)
+        luaL_error(L, "request field 'headers' must hold strings");
+      line = lua_tolstring(L, -1, &len);
+      if (strlen(line) != len || strpbrk(line, "\r\n") != NULL || strchr(line, ':') == NULL)
+        luaL_error(L, "request field 'headers' holds a line that is not one header");
+      lua_pop(L, 1);
+    }
+  } else if (type != LUA_TNIL) {
+    luaL_error(L, "request field 'headers' must be a table");
+  }
+  lua_pop(L, 1);
+}
+
+/*
 ** Fills req from the request table at index t, raising for a missing url or a field
 ** of the wrong type. The strings stay owned by the table, which must outlive req.
 */
 void wf_read_request(lua_State *L, int t, wf_request *req) {
   int type;
   luaL_checktype(L, t, LUA_TTABLE);
+  req->table = lua_absindex(L, t);
+  check_header_lines(L, t);
   req->url = opt_string_field(L, t, "url");
   if (req->url == NULL) luaL_error(L, "request field 'url' is required");
   req->token = opt_string_field(L, t, "token");
@@ -94,18 +120,31 @@ static size_t on_header(char *line, size_t size, size_t count, void *userdata) {
 ** Builds the header list into *headers; returns 0 when an allocation failed (*headers
 ** then holds what was built, for its owner to free).
 */
-int wf_build_headers(lua_State *L, struct curl_slist **headers, const char *token) {
+int wf_build_headers(lua_State *L, struct curl_slist **headers, const wf_request *req) {
   struct curl_slist *grown = curl_slist_append(NULL, "Accept: application/json");
+  lua_Integer i, n;
   if (grown == NULL) return 0;
   *headers = grown;
-  if (token != NULL) {
-    lua_pushfstring(L, "Authorization: Bearer %s", token);
+  if (req->token != NULL) {
+    lua_pushfstring(L, "Authorization: Bearer %s", req->token);
     grown = curl_slist_append(*headers, lua_tostring(L, -1));
     lua_pop(L, 1);
     if (grown == NULL) return 0;
     *headers = grown;
   }
-  return 1;
+  /* the extra headers, checked by wf_read_request; curl_slist_append copies each */
+  if (wf_getfield(L, req->table, "headers") == LUA_TTABLE) {
+    n = (lua_Integer)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, (int)i);
+      grown = curl_slist_append(*headers, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      if (grown == NULL) break;
+      *headers = grown;
+    }
+  }
+  lua_pop(L, 1);
+  return grown != NULL;
 }
 
 #define SET(option, value) \

@@ -244,6 +244,9 @@ void wf_push_outcome(lua_State *L, const wf_response *r) {
   lua_setfield(L, t, "elapsed");
   lua_pushboolean(L, r->reused);
   lua_setfield(L, t, "reused");
+  /* the body as received and decoded; none is kept of one too large */
+  lua_pushinteger(L, r->too_large ? 0 : (lua_Integer)r->body_len);
+  lua_setfield(L, t, "bytes");
 
   if (r->curl_code != CURLE_OK || r->too_large || r->out_of_memory)
     set_transfer_failure(L, t, r);

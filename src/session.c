@@ -99,7 +99,7 @@ static int session_start(lua_State *L) {
 
   wf_read_request(L, 2, &req);
   t = wf_transfer_new(L, req.max_body);
-  if (!wf_build_headers(L, &t->headers, req.token)) return luaL_error(L, "out of memory");
+  if (!wf_build_headers(L, &t->headers, &req)) return luaL_error(L, "out of memory");
   t->easy = wf_multi_take_easy(&s->multi);
   if (t->easy == NULL) return luaL_error(L, "curl_easy_init failed");
   rc = wf_set_options(t->easy, &req, t->headers, &t->response, t);

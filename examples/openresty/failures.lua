@@ -57,7 +57,10 @@ if (os.getenv "WORKFLOWS_API_TOKEN" or "") == "" then
   return answer(ngx.HTTP_INTERNAL_SERVER_ERROR, { error = "WORKFLOWS_API_TOKEN is not set for "
     .. "nginx: start nginx with it in its environment (nginx.conf passes it on with `env`)" })
 end
-local made, client = pcall(workflows.new, {})
+-- on_event feeds /metrics (metrics.lua); shared_dict makes the retry budget and
+-- Retry-After pauses one for every worker, and for every request's client
+local made, client = pcall(workflows.new, { on_event = require("metrics").on_event,
+  shared_dict = "workflows" })
 if not made then return answer(ngx.HTTP_INTERNAL_SERVER_ERROR, failure_of(client)) end
 
 -- With lua_check_client_abort on: a client that goes away ends the request, and

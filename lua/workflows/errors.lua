@@ -132,6 +132,14 @@ function M.without_secret(text, secret)
   parts[#parts + 1] = sub(text, from)
   return concat(parts)
 end
+
+-- `text` without any of `secrets`, a list in which false stands for a secret not set.
+function M.without_secrets(text, secrets)
+  for i = 1, #secrets do
+    if secrets[i] then text = M.without_secret(text, secrets[i]) end
+  end
+  return text
+end
 local without_secret = M.without_secret
 
 function M.invalid_argument(message)

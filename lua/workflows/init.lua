@@ -17,9 +17,13 @@ local transport = require "workflows.transport"
 local tasks = require "workflows.tasks"
 local proxy = require "workflows.proxy"
 local identity = require "workflows.identity"
+local events = require "workflows.events"
+local budget = require "workflows.budget"
+local shared_state = require "workflows.shared"
+local header_lines = require("workflows.production_options").header_lines
 
-local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
-  pcall
+local setmetatable, getmetatable, error, type, pcall, rawget = setmetatable, getmetatable, error,
+  type, pcall, rawget
 local format, floor = string.format, math.floor
 local getenv = os.getenv
 
@@ -103,6 +107,27 @@ local function collection_guard(ctx)
   return setmetatable({}, { __gc = on_collect })
 end
 
+local function inside_nginx()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and type(ngx.worker) == "table"
+end
+
+-- The state shared by nginx's workers (nil without shared_dict) and the retry budget
+-- (nil when turned off), which lives in the shared state when there is one.
+local function shared_and_budget(config)
+  local shared
+  if config.shared_dict then
+    local problem
+    shared, problem = shared_state.open(config.shared_dict, config.base_url)
+    if not shared then misuse(problem) end
+  end
+  local settings = budget.settings(config.retry_budget)
+  if not settings then return shared, nil end
+  if shared then return shared, budget.shared_bucket(settings, shared) end
+  if inside_nginx() then return nil, budget.worker_bucket(settings, config.base_url) end
+  return nil, budget.local_bucket(settings)
+end
+
 function M.new(given)
   local config, problem = options.client(given, getenv)
   if not config then misuse(problem) end
@@ -123,7 +148,13 @@ function M.new(given)
     closed         client:close() ran, or the client was collected
     route          the proxy of every request (workflows.proxy), or false
     identity       the client certificate (workflows.identity), or false
-    secrets        what no error or log line may show beside the token ]]
+    secrets        what no error or log line may show: the token, the proxy's password,
+                   the key's (false where not set)
+    on_event       takes every event (workflows.events), or nil when nothing listens
+    event_failures how often the on_event hook raised
+    shared         the state shared by nginx's workers (workflows.shared), or nil
+    budget         the retry budget (workflows.budget), or nil when turned off
+    header_lines   the "Name: value" lines of the headers option, or nil ]]
   local ctx = {
     config = config,
     -- checked once here; reported by every call, since a missing token is
@@ -136,8 +167,12 @@ function M.new(given)
     closed = false,
     route = route,
     identity = client_identity,
-    secrets = { route and route.password or nil, config.client_key_password },
+    secrets = { config.token or false, route and route.password or false,
+      config.client_key_password or false },
+    header_lines = header_lines(config.headers),
   }
+  ctx.on_event = events.dispatcher(ctx, config.on_event, ctx.debug)
+  ctx.shared, ctx.budget = shared_and_budget(config)
   ctx.tasks = tasks.registry(ctx.loop, function(task) transport.release_task(ctx, task) end)
   local client = setmetatable({}, Client)
   contexts[client] = ctx
@@ -155,6 +190,7 @@ local function list_page(ctx, id, given)
     request.deadline_in(call.deadline or config.deadline))
   transport.await(job, { job })
   if job.err then return nil, job.err end
+  if ctx.on_event then events.page(ctx, job, job.page) end
   return job.page
 end
 
@@ -234,6 +270,11 @@ end
 -- Transfers in flight on this client's connections, from every call and walk.
 function Client:in_flight()
   return transport.in_flight(context_or_raise(self, "in_flight"))
+end
+
+-- How often the on_event hook raised (the first failure is also reported).
+function Client:event_failures()
+  return context_or_raise(self, "event_failures").event_failures
 end
 
 -- Cancels every task and transfer and closes the client's connections now,

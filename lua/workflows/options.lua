@@ -6,6 +6,7 @@ local floor, huge, min, max = math.floor, math.huge, math.min, math.max
 local format, find, lower = string.format, string.find, string.lower
 local sub, gsub, byte = string.sub, string.gsub, string.byte
 local sort, concat = table.sort, table.concat
+local production = require "workflows.production_options"
 
 local M = {}
 
@@ -179,10 +180,18 @@ local function offset_problem(value)
 end
 local OFFSET = { "offset", offset_value, "a non-negative integer", problem = offset_problem }
 local MAX = { "max", positive_integer, "a positive integer" }
+local ON_EVENT = { "on_event", production.is_function, "a function" }
+local HEADERS = { "headers", production.valid_headers, "a table of header names to strings",
+  problem = production.headers_problem }
+local RETRY_BUDGET = { "retry_budget", production.valid_budget,
+  "true, false or a table { ratio = 0..1, reserve = a positive number }",
+  problem = production.budget_problem }
+local SHARED_DICT = { "shared_dict", non_empty_string, "the name of a lua_shared_dict" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
   PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP, TRANSPORT,
-  POOL_SIZE, POOL_IDLE_TIMEOUT, PROXY, NO_PROXY, CLIENT_CERT, CLIENT_KEY, CLIENT_KEY_PASSWORD }
+  POOL_SIZE, POOL_IDLE_TIMEOUT, PROXY, NO_PROXY, CLIENT_CERT, CLIENT_KEY, CLIENT_KEY_PASSWORD,
+  ON_EVENT, HEADERS, RETRY_BUDGET, SHARED_DICT }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 

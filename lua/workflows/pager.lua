@@ -17,6 +17,7 @@ local errors = require "workflows.errors"
 local window = require "workflows.window"
 local new_ledger = require("workflows.ledger").new
 local core = require "workflows.core"
+local events = require "workflows.events"
 
 local setmetatable, getmetatable, error, ipairs, pcall = setmetatable, getmetatable, error,
   ipairs, pcall
@@ -107,24 +108,54 @@ local function fill(walk, count)
   while #queue < count and not walk.closed and ledger:wants_more(#queue) do
     carrier = carrier or transport.current(walk.ctx)
     local job = request.start(walk.ctx, carrier, walk.url_of(ledger.planned, ledger.limit),
-      request.deadline_in(walk.page_deadline, walk.deadline_at))
+      request.deadline_in(walk.page_deadline, walk.deadline_at), walk.window:size())
     ledger:plan(job)
-    job.window = walk.window:size()
     queue[#queue + 1] = job
     started = started + 1
   end
   return started
 end
 
+-- With shared_dict, a pushback halves the auto windows of every nginx worker: each
+-- walk counts the pushbacks it has seen (workflows.shared).
+local function pushed_back(walk, job)
+  local shared = walk.ctx.shared
+  if not (shared and walk.window.auto) then return job.pushed_back and "pushback" or nil end
+  if job.pushed_back then
+    shared:pushed_back()
+    walk.pushbacks_seen = shared:pushbacks()
+    return "pushback"
+  end
+  local count = shared:pushbacks()
+  if count <= walk.pushbacks_seen then return nil end
+  walk.pushbacks_seen = count
+  return "shared_pushback"
+end
+
+local function window_event(walk, from, why)
+  local to = walk.window:size()
+  if to ~= from then walk.ctx.on_event { type = "window", from = from, to = to, why = why } end
+end
+
 -- The window learns from each page: how long it took to come, and how long the
 -- caller and the walk spent on the page before.
 local function measure(walk, job, waited)
   local t = now()
-  if job.pushed_back then walk.window:on_pushback() end
+  local sizing = walk.window
+  local before = sizing:size()
+  local pushback = pushed_back(walk, job)
+  if pushback then
+    sizing:on_pushback()
+    if walk.ctx.on_event then window_event(walk, before, pushback) end
+  end
   local round_trip = job.elapsed
   local page_time
   if walk.last_page_at then page_time = t - walk.last_page_at - waited end
-  walk.window:on_page(round_trip, page_time)
+  before = sizing:size()
+  sizing:on_page(round_trip, page_time)
+  if walk.ctx.on_event then
+    window_event(walk, before, sizing:size() > before and "grow" or "pace")
+  end
   walk.last_page_at = t
 end
 
@@ -150,6 +181,7 @@ local function next_page(walk)
       if problem then broken(walk, head, problem) end
       if stale then stop_queue(walk) end
       if page then
+        if walk.ctx.on_event then events.page(walk.ctx, head, page) end
         if fill(walk, walk.window:size()) > 0 then
           -- send the new requests now, so that the server works on them while
           -- the caller works on this page
@@ -238,6 +270,8 @@ function M.walk(spec)
     queue = {},                 -- pages requested, in offset order
     yielded = 0,                -- what the iterator returned
     closed = false,
+    -- the pushbacks of every nginx worker so far (with shared_dict): later ones halve it
+    pushbacks_seen = spec.ctx.shared and spec.ctx.shared:pushbacks() or 0,
   }, Walk)
   walk.guard = collection_guard(walk)
   local iterator = spec.mode == "pages" and pages_iterator(walk) or runs_iterator(walk)

@@ -7,11 +7,11 @@ local retry = require "workflows.retry"
 local core = require "workflows.core"
 local proxy = require "workflows.proxy"
 local identity = require "workflows.identity"
+local events = require "workflows.events"
 
 local tostring = tostring
-local floor, min, huge = math.floor, math.min, math.huge
+local min, huge = math.min, math.huge
 local format, concat = string.format, table.concat
-local io = io
 
 local M = {}
 
@@ -25,7 +25,7 @@ local M = {}
   clipped       that attempt's timeout was cut to what the deadline left
   elapsed       seconds the last attempt took, from request to answer
   pushed_back   an attempt failed with 429, 503 or a Retry-After
-  window        the prefetch window of the walk it belongs to, for the debug line
+  window        the prefetch window of the walk it belongs to, for events
   retry_at      core.now() time the next attempt is due, while backing off
   finished      true once `page` or `err` is set, or the job was stopped
   page, err     the outcome
@@ -48,22 +48,49 @@ local function finish(job, page, err)
   job.attempt, job.retry_at = nil, nil
 end
 
+-- Seconds an attempt must still wait for a Retry-After pause that an nginx worker
+-- heard (workflows.shared), or nil.
+local function shared_pause(job)
+  local shared = job.ctx.shared
+  if not shared then return nil end
+  local left = shared:paused_for()
+  if left <= 0 then return nil end
+  return left
+end
+
 local function start_attempt(job, t)
-  local config = job.ctx.config
+  local ctx = job.ctx
+  local config = ctx.config
   local timeout = config.timeout
   local left = job.deadline_at and job.deadline_at - t
   if left and left <= 0 then
     return finish(job, nil, errors.timeout(
       format("deadline exceeded before attempt %d could start", job.attempts + 1), job.attempts))
   end
+  local paused = shared_pause(job)
+  if paused and job.deadline_at and t + paused >= job.deadline_at then
+    -- as for a Retry-After this job heard itself: fail now rather than wait in vain
+    return finish(job, nil, errors.timeout(format("deadline exceeded: the server asked for "
+      .. "a %s pause (Retry-After, shared by the nginx workers) before attempt %d would start",
+      errors.seconds(paused), job.attempts + 1), job.attempts))
+  end
+  if paused then
+    job.retry_at = t + paused
+    return
+  end
   job.clipped = left ~= nil and left < timeout
   if job.clipped then timeout = left end
   job.attempts = job.attempts + 1
   job.retry_at = nil
-  local route, client_identity = job.ctx.route, job.ctx.identity
+  local route, client_identity = ctx.route, ctx.identity
+  if ctx.on_event then
+    ctx.on_event { type = "attempt_start", method = "GET", url = events.url(ctx, job.url),
+      attempt = job.attempts, transport = job.transport.name, window = job.window }
+  end
   job.attempt = job.transport:start {
     url = job.url,
     token = config.token,
+    headers = ctx.header_lines,
     user_agent = config.user_agent,
     timeout = timeout,
     connect_timeout = min(config.connect_timeout, timeout),
@@ -79,26 +106,15 @@ local function start_attempt(job, t)
   }
 end
 
-local function log_attempt(job, outcome)
-  local result = outcome.kind
-  if outcome.ok or outcome.kind == "http" then result = tostring(outcome.status) end
+local function attempt_event(job, outcome)
+  local ctx = job.ctx
   local request_id = outcome.request_id
   if outcome.ok then request_id = outcome.page.requestId end
-  local line = format("workflows: GET %s -> %s %dms attempt %d", job.url, result,
-    floor((outcome.elapsed or 0) * 1000 + 0.5), job.attempts)
-  if request_id then line = line .. " request " .. request_id end
-  if job.window then line = line .. " window " .. job.window end
-  io.stderr:write(M.without_secrets(errors.without_secret(line, job.ctx.config.token), job.ctx),
-    "\n")
-end
-
--- `text` without the proxy's password and the key's.
-function M.without_secrets(text, ctx)
-  local secrets = ctx.secrets
-  for i = 1, 2 do
-    if secrets[i] then text = errors.without_secret(text, secrets[i]) end
-  end
-  return text
+  ctx.on_event { type = "attempt", method = "GET", url = events.url(ctx, job.url),
+    status = outcome.status, kind = outcome.ok and "ok" or outcome.kind,
+    elapsed = outcome.elapsed, bytes = outcome.bytes or 0, attempt = job.attempts,
+    request_id = request_id, transport = job.transport.name, window = job.window,
+    reused = outcome.reused }
 end
 
 -- The outcome with the proxy's and the certificate's part in a failure said alike
@@ -114,14 +130,38 @@ local function explained(outcome, ctx)
   return outcome
 end
 
+-- Why an attempt is retried, in a word: the status, or the kind of failure.
+local function retry_reason(outcome)
+  if outcome.kind == "http" then return tostring(outcome.status) end
+  return outcome.kind
+end
+
+-- The budget lets the retry after `outcome` through, or says so and refuses it.
+local function budget_allows(job, outcome)
+  local budget = job.ctx.budget
+  if not budget or budget:withdraw() then return true end
+  local ctx = job.ctx
+  if ctx.on_event then
+    local tokens, reserve, ratio, shared = budget:state()
+    ctx.on_event { type = "budget", url = events.url(ctx, job.url), attempt = job.attempts,
+      why = retry_reason(outcome), tokens = tokens, reserve = reserve, ratio = ratio,
+      shared = shared }
+  end
+  return false
+end
+
 local function collect(job, t)
   local attempt = job.attempt
   local outcome = explained(attempt:result(), job.ctx)
   attempt:release()  -- hands its handle back to the pool now rather than at collection
   job.attempt = nil
   job.elapsed = outcome.elapsed
-  if job.ctx.debug then log_attempt(job, outcome) end
-  if outcome.ok then return finish(job, outcome.page) end
+  local ctx = job.ctx
+  if ctx.on_event then attempt_event(job, outcome) end
+  if outcome.ok then
+    if ctx.budget then ctx.budget:deposit() end
+    return finish(job, outcome.page)
+  end
   -- the transport refused to make the request at all (nginx, in the wrong phase)
   if outcome.kind == "invalid_argument" then
     return finish(job, nil, errors.invalid_argument(outcome.message))
@@ -130,10 +170,12 @@ local function collect(job, t)
     return finish(job, nil, errors.timeout(format("deadline exceeded during attempt %d (%s)",
       job.attempts, tostring(outcome.message)), job.attempts))
   end
-  local config = job.ctx.config
-  local wait = retry.delay(outcome, job.attempts, config.max_retries, job.ctx.random)
+  local config = ctx.config
+  local wait = retry.delay(outcome, job.attempts, config.max_retries, ctx.random)
   local err = errors.from_outcome(outcome, job.attempts, config.token, config.base_url_is_default)
-  err.message = M.without_secrets(err.message, job.ctx)
+  err.message = errors.without_secrets(err.message, ctx.secrets)
+  local asked = outcome.retry_after
+  if ctx.shared and asked and asked <= retry.LONGEST_WAIT then ctx.shared:pause(asked) end
   if not wait then return finish(job, nil, err) end
   if job.deadline_at and t + wait >= job.deadline_at then
     local last = errors.headline(err)
@@ -141,7 +183,12 @@ local function collect(job, t)
       "deadline exceeded: a %s wait before attempt %d would pass it (after %s)",
       errors.seconds(wait), job.attempts + 1, last), job.attempts))
   end
+  if not budget_allows(job, outcome) then return finish(job, nil, err) end
   job.retry_at = t + wait
+  if ctx.on_event then
+    ctx.on_event { type = "retry", url = events.url(ctx, job.url), attempt = job.attempts,
+      delay = wait, why = retry_reason(outcome), retry_after = asked }
+  end
   if outcome.status == 429 or outcome.status == 503 or outcome.retry_after then
     job.pushed_back = true  -- the server asked to slow down: the walk's window halves
   end
@@ -179,11 +226,12 @@ function M.deadline_in(seconds, within)
 end
 
 -- A job whose first attempt is already started on `transport`; `deadline_at` (see
--- deadline_in) bounds this request with its retries.
-function M.start(ctx, transport, url, deadline_at)
+-- deadline_in) bounds this request with its retries; `window`: the prefetch window of
+-- the walk it belongs to, or nil.
+function M.start(ctx, transport, url, deadline_at, window)
   local t = core.now()
   local job = { ctx = ctx, transport = transport, url = url, attempts = 0,
-    deadline_at = deadline_at, finished = false }
+    deadline_at = deadline_at, window = window, finished = false }
   start_attempt(job, t)
   return job
 end

@@ -38,6 +38,46 @@
 ---@field client_cert? string PEM file of a client certificate (mTLS)
 ---@field client_key? string PEM file of its key (default: client_cert)
 ---@field client_key_password? string the password of an encrypted client_key
+---@field on_event? fun(event: workflows.Event) called with one table per event (metrics, tracing)
+---@field headers? table<string, string> extra request headers (traceparent, tracestate, ...); never Authorization, Host or the client's own
+---@field retry_budget? boolean|workflows.RetryBudget on (true, default) or off (false), or its numbers
+---@field shared_dict? string inside nginx: a lua_shared_dict shared by every worker (retry budget, Retry-After pauses, the window's back-off)
+
+---The retry budget: a retry costs a token, each success puts `ratio` back.
+---@class workflows.RetryBudget
+---@field ratio? number tokens a success puts back, 0..1 (default 0.2: retries at most 20% of successes)
+---@field reserve? number tokens at the start and at most (default 10)
+
+---@alias workflows.EventType "attempt_start"|"attempt"|"retry"|"page"|"window"|"budget"
+
+---One event (`on_event`); which fields are set depends on `type`. Never the token.
+---@class workflows.Event
+---@field type workflows.EventType
+---@field method? string "GET" (attempt_start, attempt)
+---@field url? string the request's URL (attempt_start, attempt, retry, page, budget)
+---@field attempt? integer the attempt's number within its call (attempt_start, attempt, retry, budget)
+---@field transport? string "curl", "libuv", "cqueues" or "ngx" (attempt_start, attempt)
+---@field status? integer the HTTP status, when one came (attempt)
+---@field kind? string "ok", or the error kind (attempt)
+---@field elapsed? number seconds from request to answer (attempt)
+---@field bytes? integer body bytes received (attempt)
+---@field request_id? string (attempt, page)
+---@field reused? boolean the connection was reused (attempt)
+---@field window? integer the walk's prefetch window when the attempt started (attempt_start, attempt)
+---@field delay? number seconds before the retry (retry)
+---@field why? string why: the status or kind retried (retry, budget); "grow", "pace", "pushback" or "shared_pushback" (window)
+---@field retry_after? number seconds the server asked for (retry)
+---@field offset? integer (page)
+---@field items? integer runs in the page (page)
+---@field limit? integer (page)
+---@field has_more? boolean (page)
+---@field attempts? integer requests the page took (page)
+---@field from? integer window size before (window)
+---@field to? integer window size after (window)
+---@field tokens? number tokens left in the budget (budget)
+---@field reserve? number the budget's reserve (budget)
+---@field ratio? number the budget's ratio (budget)
+---@field shared? boolean the budget lives in a lua_shared_dict (budget)
 
 ---@class workflows.ListOptions
 ---@field status? workflows.Status
@@ -153,6 +193,10 @@ function Client:spawn(body, on_done) end
 ---Transfers in flight on this client's connections.
 ---@return integer
 function Client:in_flight() end
+
+---How often the on_event hook raised an error (the first one is also reported).
+---@return integer
+function Client:event_failures() end
 
 ---Cancels every task and transfer and closes the connections; idempotent.
 function Client:close() end

@@ -66,6 +66,12 @@ local ok, err = pcall(function()
 
   vim.cmd "checkhealth workflow_runs"
   report.health = lines_of(api.nvim_get_current_buf())
+
+  -- every page's first attempt fails: the progress line counts the retries
+  vim.cmd "WorkflowRuns wf_demo;status=503;times=1;n=nvim-retries"
+  buf = api.nvim_get_current_buf()
+  report.steps[#report.steps + 1] = { command = "WorkflowRuns with retries",
+    settled = wait_until_settled(runs, buf), state = runs.state(buf), lines = lines_of(buf) }
 end)
 report.ok, report.error = ok, not ok and tostring(err) or nil
 

@@ -12,6 +12,7 @@ M.names = { "curl" }
 
 local Transport = {}
 Transport.__index = Transport
+Transport.name = "curl"  -- what events call it
 
 -- Serves whatever no other transport claims.
 function M.claims() return true end

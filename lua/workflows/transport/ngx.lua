@@ -136,6 +136,7 @@ end
 
 local Transport = {}
 Transport.__index = Transport
+Transport.name = "ngx"  -- what events call it
 
 -- `settings`: the client's pool_size and pool_idle_timeout.
 local function new_transport(settings, ngx)

@@ -98,6 +98,16 @@ function M.library()
   return workflows
 end
 
+-- Retries counted per walk, for the progress line. The client's events come inside
+-- the task that waits for the answer, so the running coroutine tells whose walk it is.
+local walk_of_task = setmetatable({}, { __mode = "k" })
+
+local function count_retries(event)
+  if event.type ~= "retry" then return end
+  local walk = walk_of_task[coroutine.running()]
+  if walk then walk.retries = walk.retries + 1 end
+end
+
 -- The plugin's client: one for every buffer, so walks share connections.
 function M.client()
   if client then return client end
@@ -107,6 +117,7 @@ function M.client()
     token = config.token,            -- nil: $WORKFLOWS_API_TOKEN
     base_url = config.base_url,      -- nil: $WORKFLOWS_BASE_URL
     loop = uv,
+    on_event = count_retries,
   })
   if not made then return nil, tostring(made_or_err) end
   client = made_or_err
@@ -170,13 +181,14 @@ function M.open(id, status)
   end
   local buf = scratch_buffer(id, status)
   api.nvim_set_current_buf(buf)
-  local walk = { buf = buf, id = id, status = status, runs = 0, pages = 0, state = "loading",
-    started = uv.hrtime() }
+  local walk = { buf = buf, id = id, status = status, runs = 0, pages = 0, retries = 0,
+    state = "loading", started = uv.hrtime() }
   walks[buf] = walk
   set_lines(buf, 0, -1, { render.progress(walk), render.header() })
 
   local options = { status = status, limit = config.page_size, max = config.max }
   walk.task = the_client:spawn(function()
+    walk_of_task[coroutine.running()] = walk
     -- the explicit loop: a Neovim built on PUC Lua 5.1 cannot wait in a for loop
     local next_page = the_client:pages(id, options)
     while true do
@@ -202,7 +214,7 @@ function M.state(buf)
   local walk = walks[buf or api.nvim_get_current_buf()]
   if not walk then return nil end
   return { id = walk.id, status = walk.status, runs = walk.runs, pages = walk.pages,
-    state = walk.state, err = walk.err and tostring(walk.err) }
+    retries = walk.retries, state = walk.state, err = walk.err and tostring(walk.err) }
 end
 
 return M

@@ -36,12 +36,16 @@ local function plural(n, word)
   return format("%d %s%s", n, word, n == 1 and "" or "s")
 end
 
--- The first line of the buffer. `walk`: id, status, runs, pages, state
+-- The first line of the buffer. `walk`: id, status, runs, pages, retries, state
 -- ("loading", "done", "stopped", "failed"), seconds, err.
 function M.progress(walk)
   local parts = { walk.id }
   if walk.status then parts[#parts + 1] = "[" .. walk.status .. "]" end
   parts[#parts + 1] = plural(walk.runs, "run") .. ", " .. plural(walk.pages, "page")
+  local retries = walk.retries or 0
+  if retries > 0 then  -- the server had trouble: say how many requests were made again
+    parts[#parts] = parts[#parts] .. (retries == 1 and ", 1 retry" or format(", %d retries", retries))
+  end
   local state = walk.state
   if state == "loading" then
     parts[#parts + 1] = "loading… (<C-c> stops, q closes)"

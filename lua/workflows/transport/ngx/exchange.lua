@@ -66,6 +66,8 @@ local function request_bytes(request, target)
   if request.user_agent then lines[#lines + 1] = "User-Agent: " .. request.user_agent end
   if request.token then lines[#lines + 1] = "Authorization: Bearer " .. request.token end
   lines[#lines + 1] = network.authorization_line(target)
+  local extra = request.headers  -- the headers option's lines, checked by workflows.new
+  if extra then for i = 1, #extra do lines[#lines + 1] = extra[i] end end
   lines[#lines + 1] = "\r\n"
   return concat(lines, "\r\n")
 end
