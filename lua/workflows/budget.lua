@@ -13,7 +13,7 @@
 -- each worker's clients of one API with the same settings share one; with shared_dict
 -- it lives in a lua_shared_dict (workflows.shared) for every worker of one nginx.
 
-local setmetatable, type, tostring = setmetatable, type, tostring
+local setmetatable, type, tostring, rawget = setmetatable, type, tostring, rawget
 local min = math.min
 
 local M = {}
@@ -87,6 +87,21 @@ end
 
 function SharedBucket:state()
   return self.store:tokens(self.key, self.reserve), self.reserve, self.ratio, true
+end
+
+local function inside_nginx()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and type(ngx.worker) == "table"
+end
+
+-- The bucket of a new client (`option`: its retry_budget; `shared`: its
+-- workflows.shared state, or nil), or nil when the budget is turned off.
+function M.for_client(option, shared, base_url)
+  local settings = M.settings(option)
+  if not settings then return nil end
+  if shared then return M.shared_bucket(settings, shared) end
+  if inside_nginx() then return M.worker_bucket(settings, base_url) end
+  return M.local_bucket(settings)
 end
 
 return M

@@ -22,8 +22,8 @@ local budget = require "workflows.budget"
 local shared_state = require "workflows.shared"
 local header_lines = require("workflows.production_options").header_lines
 
-local setmetatable, getmetatable, error, type, pcall, rawget = setmetatable, getmetatable, error,
-  type, pcall, rawget
+local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
+  pcall
 local format, floor = string.format, math.floor
 local getenv = os.getenv
 
@@ -107,11 +107,6 @@ local function collection_guard(ctx)
   return setmetatable({}, { __gc = on_collect })
 end
 
-local function inside_nginx()
-  local ngx = rawget(_G, "ngx")
-  return type(ngx) == "table" and type(ngx.worker) == "table"
-end
-
 -- The state shared by nginx's workers (nil without shared_dict) and the retry budget
 -- (nil when turned off), which lives in the shared state when there is one.
 local function shared_and_budget(config)
@@ -121,11 +116,7 @@ local function shared_and_budget(config)
     shared, problem = shared_state.open(config.shared_dict, config.base_url)
     if not shared then misuse(problem) end
   end
-  local settings = budget.settings(config.retry_budget)
-  if not settings then return shared, nil end
-  if shared then return shared, budget.shared_bucket(settings, shared) end
-  if inside_nginx() then return nil, budget.worker_bucket(settings, config.base_url) end
-  return nil, budget.local_bucket(settings)
+  return shared, budget.for_client(config.retry_budget, shared, config.base_url)
 end
 
 function M.new(given)
