@@ -88,7 +88,8 @@ local function read_view(watch)
   local iterator, walk = pager.walk {
     client = watch.client, ctx = watch.ctx, url_of = watch.url_of, mode = "pages",
     limit = watch.limit, offset = 0, prefetch = 0, prefetch_cap = 0,
-    page_deadline = watch.page_deadline, deadline_at = watch.deadline_at,
+    -- not cut by the watch's deadline, which ends the watch quietly between polls
+    page_deadline = watch.page_deadline,
   }
   watch.walk = walk
   local first = watch.view == nil
@@ -217,7 +218,7 @@ end
   limit          the page size
   horizon, interval, initial   the checked watch options (defaults filled in)
   page_deadline  seconds for each page with its retries, or nil
-  deadline_at    core.now() time the watch ends at, or nil
+  deadline_at    core.now() time after which no poll starts (the watch ends), or nil
 Returns the iterator and the caller's handle on the watch, which is also the
 loop's closing value. ]]
 function M.watch(spec)
