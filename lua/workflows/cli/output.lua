@@ -21,6 +21,13 @@ for i, name in ipairs(RUN_FIELDS) do IS_RUN_FIELD[name] = i end
 
 M.FORMATS = { "ndjson", "json", "tsv", "csv", "table" }
 
+-- The fields of a run in the API's order: a fresh copy.
+function M.run_fields()
+  local copy = {}
+  for i, name in ipairs(RUN_FIELDS) do copy[i] = name end
+  return copy
+end
+
 -- ------------------------------------------------------------------ values
 
 -- Integral numbers print without a fraction or an exponent ("100000", never
