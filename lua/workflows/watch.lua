@@ -40,12 +40,6 @@ local WATCHED = { "status", "finishedAt", "totalCu" }
 local Watch = {}
 Watch.__index = Watch
 
--- What the caller holds: methods only. The watch holds the client's context, and
--- with it the token, so it stays out of reach.
-local Handle = {}
-Handle.__index = Handle
-local watches = setmetatable({}, { __mode = "k" })
-
 -- Ends the watch; idempotent. A poll under way in another coroutine finishes (its
 -- walk cannot be closed under its waiter) and the watch ends after it.
 function Watch:close()
@@ -56,16 +50,14 @@ function Watch:close()
   self.departed, self.departed_older = {}, {}
 end
 
-function Handle:close()
-  local watch = watches[self]
-  if watch then watch:close() end
-end
-Handle.__close = Handle.close
-
--- Polls made so far (each is one request when the watch is steady).
-function Handle:polls()
-  local watch = watches[self]
-  return watch and watch.polls or 0
+-- What the caller holds: methods only, which reach the watch (and through it the
+-- client's context and the token) only as upvalues. Also the loop's closing value.
+local function handle_of(watch)
+  local methods = {}
+  function methods.close() watch:close() end
+  -- polls made so far (each is one request when the watch is steady)
+  function methods.polls() return watch.polls end
+  return setmetatable({}, { __index = methods, __close = methods.close })
 end
 
 -- The run remembered under `id` (the last poll's, or one that left the view
@@ -236,9 +228,7 @@ function M.watch(spec)
     walk = nil,                 -- the poll's walk while one is under way
     closed = false,
   }, Watch)
-  local handle = setmetatable({}, Handle)
-  watches[handle] = watch
-  return iterator_of(watch), handle
+  return iterator_of(watch), handle_of(watch)
 end
 
 return M
