@@ -77,6 +77,32 @@ describe_luv("client:watch() in a task on standalone luv (" .. _VERSION .. ")", 
     assert.same(sorted(sb:present(id)), sorted(got))
   end)
 
+  it("cancelled in the middle of a poll, leaves nothing in flight and no handle open", function()
+    local client = client_with()
+    local task = client:spawn(function()
+      local iterator = client:watch("wf_demo;latency=2000", { interval = INTERVAL })
+      while iterator() do end
+    end)
+    loop.run_until(function() return client:in_flight() == 1 end, WAIT)
+    task:cancel()
+    loop.run_until(function() return client:in_flight() == 0 end, WAIT)
+    assert.is_false(task:running())
+  end)
+
+  it("dropped between polls without close, is collected without touching the loop", function()
+    local client = client_with()
+    local polled = false
+    local task = client:spawn(function()
+      local iterator = client:watch("wf_demo", { initial = true, interval = 60 })
+      iterator()
+      polled = true
+    end)
+    loop.run_until(function() return polled and not task:running() end, WAIT)
+    collectgarbage()
+    collectgarbage()
+    assert.equal(0, client:in_flight())
+  end)
+
   it("stops when on_event returns false, between two polls of a slow interval", function()
     local client = client_with()
     local got = 0
