@@ -135,6 +135,9 @@ describe("workflows.cli.watch writers", function()
     assert.equal("type,id,totalCu\n", csv:start())
     assert.equal("changed,run_1,2\n", csv:event(changed))
     local table_writer = watch_command.writer("table", { fields = { "id", "status" } })
-    assert.equal("type     id     status\nchanged  run_1  failure\n", table_writer:event(changed))
+    -- columns as wide as the API's values from the first line: lines written one at a
+    -- time line up
+    assert.equal("type      id                    status\n"
+      .. "changed   run_1                 failure\n", table_writer:event(changed))
   end)
 end)

@@ -12,6 +12,11 @@ local M = {}
 
 M.FORMATS = { "ndjson", "tsv", "csv", "table" }
 
+-- The widths the API's values have (ids run_ and 16 hex digits, ISO 8601 times, the
+-- longest status and trigger), so that a table written an event at a time lines up.
+local WIDTHS = { type = 8, id = 20, workflowId = 8, status = 9, startedAt = 20,
+  finishedAt = 20, totalCu = 7, triggerSource = 8, triggeredBy = 21, sourceRunId = 20 }
+
 -- {"type":"changed","run":{...},"previous":{...}}: `previous` only on a change, with
 -- null for an old value that was absent.
 local function ndjson_line(event, fields)
@@ -43,7 +48,7 @@ function M.writer(name, settings)
   local columns = { "type" }
   for _, field in ipairs(settings.fields or output.run_fields()) do columns[#columns + 1] = field end
   local rows = output.writer(name, { fields = columns, header = settings.header,
-    bold = settings.bold })
+    bold = settings.bold, widths = WIDTHS })
   return {
     start = function() return rows:start() end,
     event = function(_, event)
