@@ -89,6 +89,19 @@ describe_luv("client:watch() in a task on standalone luv (" .. _VERSION .. ")", 
     assert.is_false(task:running())
   end)
 
+  it("closed from outside its task during a poll, ends once that poll is in", function()
+    local client = client_with()
+    local iterator, _, _, watch = client:watch("wf_demo;latency=300", { initial = true })
+    local got, ended = "none", nil
+    client:spawn(function() got = iterator() end, function(ok, err) ended = { ok = ok, err = err } end)
+    loop.run_until(function() return client:in_flight() == 1 end, WAIT)
+    watch:close()
+    loop.run_until(function() return ended ~= nil end, WAIT)
+    assert.same({ ok = true }, ended)
+    assert.is_nil(got)
+    assert.equal(0, client:in_flight())
+  end)
+
   it("dropped between polls without close, is collected without touching the loop", function()
     local client = client_with()
     local polled = false

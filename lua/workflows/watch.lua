@@ -40,14 +40,19 @@ local WATCHED = { "status", "finishedAt", "totalCu" }
 local Watch = {}
 Watch.__index = Watch
 
--- Ends the watch; idempotent. A poll under way in another coroutine finishes (its
--- walk cannot be closed under its waiter) and the watch ends after it.
+-- Lets go of what the watch remembers.
+local function forget(watch)
+  watch.events, watch.index, watch.view = {}, 0, nil
+  watch.departed, watch.departed_older = {}, {}
+end
+
+-- Ends the watch; idempotent. Between polls nothing is in flight. A poll under way in
+-- another coroutine reads no further page (its walk cannot be closed under its
+-- waiter), and the watch ends after it.
 function Watch:close()
   if self.closed then return end
   self.closed = true
-  if self.walk and not self.polling then self.walk:close() end
-  self.walk, self.events, self.view = nil, {}, nil
-  self.departed, self.departed_older = {}, {}
+  if not self.polling then forget(self) end
 end
 
 -- What the caller holds: methods only, which reach the watch (and through it the
@@ -88,7 +93,7 @@ local function read_view(watch)
   local horizon, most = watch.horizon, watch.horizon + MOST_CAUGHT_UP
   local runs, by_id, count = {}, {}, 0
   local met_known, reading = false, true
-  while reading do
+  while reading and not watch.closed do
     local page = iterator()
     if page == nil then break end
     for _, run in ipairs(page.items) do
@@ -179,6 +184,7 @@ local function poll(watch)
   watch.polling = true
   local runs, by_id = read_view(watch)
   watch.polling = false
+  if watch.closed then return end   -- closed from elsewhere during the poll
   watch.polls = watch.polls + 1
   watch.events, watch.index = take_view(watch, runs, by_id), 0
   -- counted from the poll's end: an answer delayed by a Retry-After pushes the next
@@ -200,6 +206,7 @@ local function iterator_of(watch)
       poll(watch)
     end
     watch:close()
+    forget(watch)
     return nil
   end
 end
