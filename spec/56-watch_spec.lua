@@ -111,7 +111,7 @@ describe("client:watch()", function()
     it("reports only the runs in the listing under its status filter", function()
       local id = "wf_empty;every_ms=100;burst=20;ticks=2;finish_ms=0;" .. suffix()
       local events = collect(sb:new_client(), id, { status = "failure", interval = INTERVAL,
-        deadline = 1.5 })
+        deadline = 0.6 })
       assert.same(sorted(sb:present(id, "failure")), sorted(ids_of(events, "added")))
       for _, event in ipairs(events) do assert.equal("failure", event.run.status) end
     end)
@@ -148,6 +148,20 @@ describe("client:watch()", function()
         else
           known[event.run.id] = true
         end
+      end
+    end)
+  end)
+
+  describe("on a listing whose runs move down", function()
+    it("reports the run that arrived and nothing of the runs it pushed down", function()
+      -- one arrival before each answer: every poll sees its whole view one place lower
+      local id = "wf_demo;live=1;" .. suffix()
+      local events, watch = collect(sb:new_client(), id, { interval = INTERVAL },
+        function(seen) return #seen >= 5 end)
+      assert.equal(6, watch:polls())
+      for _, event in ipairs(events) do
+        assert.equal("added", event.type)
+        assert.equal("running", event.run.status)
       end
     end)
   end)
