@@ -88,7 +88,6 @@ local function read_view(watch)
     -- not cut by the watch's deadline, which ends the watch quietly between polls
     page_deadline = watch.page_deadline,
   }
-  watch.walk = walk
   local first = watch.view == nil
   local horizon, most = watch.horizon, watch.horizon + MOST_CAUGHT_UP
   local runs, by_id, count = {}, {}, 0
@@ -113,7 +112,6 @@ local function read_view(watch)
     if count >= horizon and (first or met_known) then reading = false end
   end
   walk:close()
-  watch.walk = nil
   return runs, by_id
 end
 
@@ -232,7 +230,6 @@ function M.watch(spec)
     due = now(),                -- when the next poll may start
     polls = 0,
     polling = false,
-    walk = nil,                 -- the poll's walk while one is under way
     closed = false,
   }, Watch)
   return iterator_of(watch), handle_of(watch)
