@@ -77,7 +77,7 @@ specs() {  # specs LUA CPATH_DIR FILE...
 # which the specs on every Lua cover).
 ONCE="00-sandbox 90-neovim 93-neovim-plugin 93-neovim-watch 95-openresty-calls 95-openresty-tls-phases
   95-openresty-walks 98-careless-nginx 98-careless-nvim 99-openresty-example 99-openresty-watch"
-PRIMARY="40-retries 70-faults-answers 70-faults-stalls-walks 83-connect-timeout 85-handles 96-cli-output 97-cli-exit-codes 97-cli-pipe-terminal-rock 97-cli-runs-page"
+PRIMARY="40-retries 70-faults-answers 70-faults-stalls-walks 83-connect-timeout 85-handles 96-cli-output 97-cli-exit-codes 97-cli-pipe-terminal-rock 97-cli-runs-page 97-cli-watch"
 PRIMARY_LUAS="lua5.4 luajit lua5.2"
 
 # runs_on LUA FILE: whether LUA's suite runs the spec FILE ("hosts": the ONCE specs,
