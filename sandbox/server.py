@@ -9,11 +9,13 @@ doc/sandbox.md describes the interface; this file uses the standard library only
 import argparse
 import bisect
 import calendar
+import collections
 import email.utils
 import gzip
 import hashlib
 import http
 import json
+import math
 import os
 import re
 import secrets
@@ -244,7 +246,7 @@ class LiveState:
     first status change, and then kept up to date one key at a time.
     """
 
-    def __init__(self, factory, workflow, live_key):
+    def __init__(self, factory, workflow, live_key, clock=time.monotonic):
         self.factory = factory
         self.workflow = workflow
         self.live_key = live_key
@@ -253,6 +255,16 @@ class LiveState:
         self.overlay = {}  # key -> status, for runs whose status churn changed
         self.events = []  # (key, old status or None for an arrival, new status)
         self._lists = None  # status -> ascending keys of the runs with that status
+        # Clock mode (every_ms=...): arrivals and finishes fall due by the clock and
+        # happen, in time order, at the next request or history read.
+        try:
+            self.directives = parse_workflow_id(live_key)[1]
+        except DirectiveError:
+            self.directives = Directives()
+        self._clock = clock
+        self._started = clock()
+        self._ticks = 0  # ticks of the clock that brought their arrivals
+        self._finishing = collections.deque()  # (key, due), in due order
 
     def _base(self, status):
         return self.factory.indexes_with_status(self.workflow, status)
@@ -292,27 +304,64 @@ class LiveState:
         Returns the version after them.
         """
         with self.lock:
+            self._follow_clock()
             for _ in range(arrivals):
-                self.arrivals += 1
-                key = -self.arrivals
-                if self._lists is not None:
-                    self._lists["running"].insert(0, key)
-                self.events.append((key, None, "running"))
+                self._arrive()
             total = self.arrivals + self.workflow.count
             for _ in range(churn if total else 0):
                 digest = self.factory._digest(
                     self.workflow.name, "churn", self.live_key, len(self.events))
                 key = int.from_bytes(digest[:8], "big") % total - self.arrivals
                 old = self._status_of(key)
-                new = [s for s in STATUSES if s != old][digest[8] % (len(STATUSES) - 1)]
-                if self._lists is None:
-                    self._build_lists()
-                keys = self._lists[old]
-                del keys[bisect.bisect_left(keys, key)]
-                bisect.insort(self._lists[new], key)
-                self.overlay[key] = new
-                self.events.append((key, old, new))
+                self._change(key, old, [s for s in STATUSES if s != old][digest[8] % (len(STATUSES) - 1)])
             return len(self.events)
+
+    def _arrive(self):
+        """One run arrives at the head; returns its key."""
+        self.arrivals += 1
+        key = -self.arrivals
+        if self._lists is not None:
+            self._lists["running"].insert(0, key)
+        self.events.append((key, None, "running"))
+        return key
+
+    def _change(self, key, old, new):
+        if self._lists is None:
+            self._build_lists()
+        keys = self._lists[old]
+        del keys[bisect.bisect_left(keys, key)]
+        bisect.insort(self._lists[new], key)
+        self.overlay[key] = new
+        self.events.append((key, old, new))
+
+    def _finish(self, key):
+        """A run of the clock finishes: success, or failure one time in four (seeded)."""
+        if self._status_of(key) != "running":
+            return  # churn moved it on already
+        digest = self.factory._digest(self.workflow.name, "finish", self.live_key, key)
+        self._change(key, "running", "failure" if digest[0] % 4 == 0 else "success")
+
+    def _follow_clock(self):
+        """The arrivals and finishes that fell due since the last look, in time order."""
+        every_ms = self.directives.every_ms
+        if not every_ms:
+            return
+        directives, now = self.directives, self._clock()
+        while True:
+            arrival = math.inf
+            if directives.ticks is None or self._ticks < directives.ticks:
+                arrival = self._started + (self._ticks + 1) * every_ms / 1000
+            finish = self._finishing[0][1] if self._finishing else math.inf
+            if min(arrival, finish) > now:
+                return
+            if finish <= arrival:
+                self._finish(self._finishing.popleft()[0])
+                continue
+            self._ticks += 1
+            for _ in range(directives.burst):
+                key = self._arrive()
+                if directives.finish_ms is not None:
+                    self._finishing.append((key, arrival + directives.finish_ms / 1000))
 
     def page(self, status, offset, limit):
         """(items, has_more): the page as it is at this moment."""
@@ -333,6 +382,7 @@ class LiveState:
         """(version, throughout, any) as run ids in listing order, for the window from
         version `since` to now; with `since` None, (version, present now, None)."""
         with self.lock:
+            self._follow_clock()
             version = len(self.events)
             current = self._keys(status, 0, self._size(status))
             if since is not None:
@@ -384,7 +434,13 @@ INTEGER_DIRECTIVES = {
     "jitter": (0, 600_000, "milliseconds from 0 to 600000"),
     "huge_bytes": (1024, 2**40, "an integer from 1024 to 2^40"),
     "drip_ms": (0, 60_000, "milliseconds from 0 to 60000"),
+    "every_ms": (1, 3_600_000, "milliseconds from 1 to 3600000"),
+    "burst": (1, 10_000, "an integer from 1 to 10000"),
+    "ticks": (1, 10**9, "an integer >= 1"),
+    "finish_ms": (0, 3_600_000, "milliseconds from 0 to 3600000"),
 }
+# Directives of the clock mode that mean nothing without every_ms.
+CLOCK_DIRECTIVES = ("burst", "ticks", "finish_ms")
 DIRECTIVE_KEYS = set(INTEGER_DIRECTIVES) | {"n", "fault", "retry_after"}
 
 
@@ -405,6 +461,10 @@ class Directives:
     jitter: int = 0
     huge_bytes: int = DEFAULT_HUGE_BYTES
     drip_ms: int = DEFAULT_DRIP_MS
+    every_ms: int = None
+    burst: int = 1
+    ticks: int = None
+    finish_ms: int = None
 
 
 def parse_workflow_id(workflow_id):
@@ -444,6 +504,9 @@ def parse_workflow_id(workflow_id):
     if "retry_after" in keys and "retry_after_date" in keys:
         raise DirectiveError(
             "invalid sandbox directives: retry_after and retry_after_date cannot be combined")
+    if "every_ms" not in keys and any(key in keys for key in CLOCK_DIRECTIVES):
+        raise DirectiveError(
+            "invalid sandbox directives: burst, ticks and finish_ms need every_ms")
     if directives.status is not None:
         directives.fault = "status"
     return name, directives

@@ -75,10 +75,10 @@ specs() {  # specs LUA CPATH_DIR FILE...
 # and lua5.2: one Lua with integers, the JIT, and one with floats only (lua5.2 rather
 # than lua5.1, whose suite is the longest already: it alone cannot yield across pcall,
 # which the specs on every Lua cover).
-ONCE="00-sandbox 90-neovim 93-neovim-plugin 95-openresty-calls 95-openresty-tls-phases
+ONCE="00-sandbox 90-neovim 93-neovim-plugin 93-neovim-watch 95-openresty-calls 95-openresty-tls-phases
   95-openresty-walks 95-openresty-networks 98-careless-nginx 98-careless-nvim 99-openresty-example
-  98-production-nginx"
-PRIMARY="40-retries 70-faults-answers 70-faults-stalls-walks 83-connect-timeout 85-handles 96-cli-output 97-cli-exit-codes 97-cli-pipe-terminal-rock 97-cli-runs-page"
+  99-openresty-watch 98-production-nginx"
+PRIMARY="40-retries 70-faults-answers 70-faults-stalls-walks 83-connect-timeout 85-handles 96-cli-output 97-cli-exit-codes 97-cli-pipe-terminal-rock 97-cli-runs-page 97-cli-watch"
 PRIMARY_LUAS="lua5.4 luajit lua5.2"
 
 # runs_on LUA FILE: whether LUA's suite runs the spec FILE ("hosts": the ONCE specs,

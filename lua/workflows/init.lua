@@ -12,6 +12,7 @@ local options = require "workflows.options"
 local errors = require "workflows.errors"
 local request = require "workflows.request"
 local pager = require "workflows.pager"
+local watcher = require "workflows.watch"
 local retry = require "workflows.retry"
 local transport = require "workflows.transport"
 local tasks = require "workflows.tasks"
@@ -24,7 +25,7 @@ local header_lines = require("workflows.production_options").header_lines
 
 local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
   pcall
-local format, floor = string.format, math.floor
+local format, floor, min = string.format, math.floor, math.min
 local getenv = os.getenv
 
 local M = {}
@@ -205,20 +206,31 @@ function Client:list_runs(id, given, callback)
   return ctx.tasks:spawn(self, function() callback(list_page(ctx, id, given)) end)
 end
 
--- A for-loop's iterator, state, control and closing value, for runs and pages.
-local function iterate(client, ctx, mode, id, given)
+-- The checked options of a walk or a watch (`check` is options.walk_call or
+-- watch_call); raises on misuse.
+local function checked_iteration(ctx, check, id, given)
   if ctx.closed then misuse(CLOSED) end
-  local call, problem = options.walk_call(id, given)
+  local call, problem = check(id, given)
   if not call then misuse(problem) end
   if ctx.token_problem then misuse(ctx.token_problem) end
+  return call
+end
+
+-- function(offset, limit) -> the URL of that page of the listing of `id`.
+local function listing_url(config, id, status)
+  return function(offset, limit)
+    return request.runs_url(config.base_url, id, { limit = limit, offset = offset, status = status })
+  end
+end
+
+-- A for-loop's iterator, state, control and closing value, for runs and pages.
+local function iterate(client, ctx, mode, id, given)
+  local call = checked_iteration(ctx, options.walk_call, id, given)
   local config = ctx.config
   local iterator, walk = pager.walk {
     client = client,
     ctx = ctx,
-    url_of = function(offset, limit)
-      return request.runs_url(config.base_url, id,
-        { limit = limit, offset = offset, status = call.status })
-    end,
+    url_of = listing_url(config, id, call.status),
     mode = mode,
     limit = call.limit or options.DEFAULTS.walk_limit,
     offset = call.offset or 0,
@@ -239,6 +251,59 @@ end
 -- for page in client:pages(id, opts) do ... end
 function Client:pages(id, given)
   return iterate(self, context_or_raise(self, "pages"), "pages", id, given)
+end
+
+-- The iterator, state, control and closing value of a watch.
+local function watch_iteration(client, ctx, id, given)
+  local call = checked_iteration(ctx, options.watch_call, id, given)
+  local config, defaults = ctx.config, options.DEFAULTS
+  local horizon = call.horizon or defaults.watch_horizon
+  local iterator, watch = watcher.watch {
+    client = client,
+    ctx = ctx,
+    url_of = listing_url(config, id, call.status),
+    -- a view within one page costs one request per poll
+    limit = call.limit or min(horizon, defaults.walk_limit),
+    horizon = horizon,
+    interval = call.interval or defaults.watch_interval,
+    initial = call.initial == true,
+    page_deadline = config.deadline,
+    deadline_at = request.deadline_in(call.deadline),
+  }
+  return iterator, nil, nil, watch
+end
+
+-- for event in client:watch(id, opts) do ... end: new and changed runs as they
+-- come. With `on_event`, the watch runs as a task of the client's loop (without a
+-- loop it blocks until the watch ends) and the task is returned: on_event(event)
+-- for each event (returning false ends the watch), then on_event(nil, err) once
+-- when the watch ends by itself: its deadline (err nil) or an error.
+function Client:watch(id, given, on_event)
+  local ctx = context_or_raise(self, "watch")
+  if on_event == nil then return watch_iteration(self, ctx, id, given) end
+  if type(on_event) ~= "function" then
+    misuse(format("client:watch: on_event must be a function (got %s)", options.describe(on_event)))
+  end
+  local iterator, _, _, watch = watch_iteration(self, ctx, id, given)
+  local stopped = false
+  -- a while loop, not a for loop: Lua 5.1 can yield from here, not from an iterator
+  local function body()
+    while true do
+      local event = iterator()
+      if event == nil then break end
+      if on_event(event) == false then
+        stopped = true
+        break
+      end
+    end
+    watch:close()
+  end
+  local function on_done(ok, err)
+    watch:close()
+    if stopped or (not ok and type(err) == "table" and err.kind == "cancelled") then return end
+    on_event(nil, (not ok) and err or nil)
+  end
+  return ctx.tasks:spawn(self, body, on_done)
 end
 
 -- Runs `body` as a task on the client's loop: every wait inside it yields to the

@@ -22,6 +22,8 @@ local DEFAULTS = {
   prefetch_cap = 8,
   max_body_bytes = 32 * 1024 * 1024,
   walk_limit = 100,       -- page size of runs/pages when no limit is given
+  watch_interval = 10,    -- seconds between two polls of a watch
+  watch_horizon = 100,    -- runs from the head a watch keeps in view
   transport = "auto",     -- the registry's choice (workflows.transport)
   pool_size = 30,         -- inside nginx: kept-alive connections per host and port
   pool_idle_timeout = 60, -- inside nginx: seconds an idle pooled connection is kept
@@ -187,6 +189,16 @@ local RETRY_BUDGET = { "retry_budget", production.valid_budget,
   "true, false or a table { ratio = 0..1, reserve = a positive number }",
   problem = production.budget_problem }
 local SHARED_DICT = { "shared_dict", non_empty_string, "the name of a lua_shared_dict" }
+-- A watch polls at most ten times a second: a shorter interval only loads the server.
+local SHORTEST_INTERVAL = 0.1
+local function interval_seconds(v) return is_finite(v) and v >= SHORTEST_INTERVAL end
+local INTERVAL = { "interval", interval_seconds, "a number of seconds, at least 0.1" }
+-- The runs a watch keeps in view; past this it would hold more than it could reread.
+local LARGEST_HORIZON = 10000
+local function horizon_size(v) return positive_integer(v) and v <= LARGEST_HORIZON end
+local HORIZON = { "horizon", horizon_size, "an integer in 1..10000" }
+local function boolean(v) return type(v) == "boolean" end
+local INITIAL = { "initial", boolean, "a boolean" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
   PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP, TRANSPORT,
@@ -194,6 +206,7 @@ local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES,
   ON_EVENT, HEADERS, RETRY_BUDGET, SHARED_DICT }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
+local WATCH_OPTIONS = { STATUS, LIMIT, INTERVAL, HORIZON, INITIAL, DEADLINE }
 
 local function names_of(specs)
   local names = {}
@@ -201,11 +214,11 @@ local function names_of(specs)
   return names
 end
 
--- The option names of workflows.new (`client`), of list_runs (`list`) and of runs
--- and pages (`walk`), in the order they are checked: a fresh copy.
+-- The option names of workflows.new (`client`), of list_runs (`list`), of runs
+-- and pages (`walk`) and of watch (`watch`), in the order they are checked: a fresh copy.
 function M.names()
   return { client = names_of(CLIENT_OPTIONS), list = names_of(LIST_OPTIONS),
-    walk = names_of(WALK_OPTIONS) }
+    walk = names_of(WALK_OPTIONS), watch = names_of(WATCH_OPTIONS) }
 end
 
 local function value_problem(spec, value)
@@ -305,6 +318,9 @@ function M.list_call(id, given) return checked_call(id, given, LIST_OPTIONS) end
 
 -- The checked options of runs and pages, or nil and a message.
 function M.walk_call(id, given) return checked_call(id, given, WALK_OPTIONS) end
+
+-- The checked options of watch, or nil and a message.
+function M.watch_call(id, given) return checked_call(id, given, WATCH_OPTIONS) end
 
 -- Why no request can be made with this token, or nil when one can. The message
 -- never quotes the token.

@@ -92,6 +92,23 @@
 ---@field max? integer stop after this many runs (`runs`) or pages (`pages`)
 ---@field deadline? number seconds for the whole walk
 
+---@class workflows.WatchOptions
+---@field status? workflows.Status
+---@field limit? integer page size, 1..100 (default: horizon, at most 100)
+---@field interval? number seconds between polls, at least 0.1 (default 10), less a small jitter
+---@field horizon? integer runs from the head kept in view, 1..10000 (default 100)
+---@field initial? boolean report the runs in view at the start as "existing" (default false)
+---@field deadline? number seconds after which the watch ends
+
+---@alias workflows.WatchEventType "added"|"changed"|"existing"
+
+---One event of a watch.
+---@class workflows.WatchEvent
+---@field type workflows.WatchEventType
+---@field run workflows.Run the run as the poll found it
+---@field previous? table "changed": the old values of the fields that changed
+---@field fields? string[] "changed": the names of the fields that changed (an old value may be nil)
+
 ---One run, with the API's field names; a JSON null is an absent field.
 ---@class workflows.Run
 ---@field id? string
@@ -138,6 +155,17 @@ function Walk:close() end
 ---@return integer halvings
 function Walk:window() end
 
+---A watch's closing value (the fourth value of `client:watch`).
+---@class workflows.Watch
+local Watch = {}
+
+---Ends the watch; idempotent.
+function Watch:close() end
+
+---Polls made so far.
+---@return integer
+function Watch:polls() end
+
 ---A coroutine of the client's loop (`client:spawn`, the callback form of `list_runs`).
 ---@class workflows.Task
 local Task = {}
@@ -182,6 +210,20 @@ function Client:runs(workflow_id, options) end
 ---@return nil
 ---@return workflows.Walk walk
 function Client:pages(workflow_id, options) end
+
+---New and changed runs as they happen: `for event in client:watch(id, opts) do ... end`.
+---It never ends by itself: `break`, `close()`, `deadline` or an error ends it. With
+---`on_event`, it runs as a task of the client's loop (without a loop it blocks until
+---it ends) and the task is returned: `on_event(event)` for each event (returning false
+---ends the watch), then `on_event(nil, err)` once if it ends by its deadline or an error.
+---@param workflow_id string
+---@param options? workflows.WatchOptions
+---@return fun(): workflows.WatchEvent? iterator
+---@return nil
+---@return nil
+---@return workflows.Watch watch
+---@overload fun(self: workflows.Client, workflow_id: string, options: workflows.WatchOptions?, on_event: fun(event: workflows.WatchEvent?, err: workflows.Error?): boolean?): workflows.Task
+function Client:watch(workflow_id, options) end
 
 ---Runs `body` as a coroutine of the client's loop: every wait inside it yields to
 ---the loop. `on_done(ok, err)` is called once when it ends. Needs `loop`.

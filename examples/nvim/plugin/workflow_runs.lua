@@ -1,10 +1,18 @@
 -- :WorkflowRuns {id} [status]   list a workflow's runs in a scratch buffer, as they arrive
--- :WorkflowRunsStop             stop the walk of the current buffer (every walk with !)
+-- :WorkflowWatch {id} [status]  watch a workflow's runs as they happen: new ones on top,
+--                               a warning for each run that fails
+-- :WorkflowRunsStop             stop the walk or watch of the current buffer (all with !)
 -- luacheck: globals vim
 if vim.g.loaded_workflow_runs then return end
 vim.g.loaded_workflow_runs = true
 
 local STATUSES = { "running", "success", "failure", "waiting", "cancelled" }
+
+-- The status, the command's second argument.
+local function complete_status(lead, line)
+  if #vim.split(line, "%s+") ~= 3 then return {} end
+  return vim.tbl_filter(function(s) return vim.startswith(s, lead) end, STATUSES)
+end
 
 vim.api.nvim_create_user_command("WorkflowRuns", function(command)
   local id, status = unpack(command.fargs)
@@ -12,10 +20,16 @@ vim.api.nvim_create_user_command("WorkflowRuns", function(command)
 end, {
   nargs = "+",
   desc = "List a workflow's runs in a scratch buffer: {id} [status]",
-  complete = function(lead, line)
-    if #vim.split(line, "%s+") ~= 3 then return {} end
-    return vim.tbl_filter(function(s) return vim.startswith(s, lead) end, STATUSES)
-  end,
+  complete = complete_status,
+})
+
+vim.api.nvim_create_user_command("WorkflowWatch", function(command)
+  local id, status = unpack(command.fargs)
+  require("workflow_runs.watch").open(id, status)
+end, {
+  nargs = "+",
+  desc = "Watch a workflow's runs as they happen: {id} [status]",
+  complete = complete_status,
 })
 
 vim.api.nvim_create_user_command("WorkflowRunsStop", function(command)

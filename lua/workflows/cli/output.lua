@@ -21,6 +21,13 @@ for i, name in ipairs(RUN_FIELDS) do IS_RUN_FIELD[name] = i end
 
 M.FORMATS = { "ndjson", "json", "tsv", "csv", "table" }
 
+-- The fields of a run in the API's order: a fresh copy.
+function M.run_fields()
+  local copy = {}
+  for i, name in ipairs(RUN_FIELDS) do copy[i] = name end
+  return copy
+end
+
 -- ------------------------------------------------------------------ values
 
 -- Integral numbers print without a fraction or an exponent ("100000", never
@@ -218,7 +225,8 @@ end
 --   writer:page(runs)   one page of runs
 --   writer:finish()     after the last page ("]")
 -- options: fields (list or nil), header (boolean, default true), bold (function
--- wrapping the table's header line, for a terminal).
+-- wrapping the table's header line, for a terminal), widths (table only: name -> the
+-- least width of that column).
 
 local function lines_writer(encode_run)
   return {
@@ -299,7 +307,13 @@ local function table_writer(options)
   local header = options.header ~= false
   local bold = options.bold or function(text) return text end
   local widths, header_written = {}, false
-  for i, name in ipairs(fields) do widths[i] = header and width(name) or 0 end
+  -- options.widths: the least width of some columns, by field name, so that lines
+  -- written one at a time (a watch's) line up from the first
+  local least = options.widths or {}
+  for i, name in ipairs(fields) do
+    widths[i] = header and width(name) or 0
+    if (least[name] or 0) > widths[i] then widths[i] = least[name] end
+  end
 
   local function line(cells, numeric)
     local out = {}

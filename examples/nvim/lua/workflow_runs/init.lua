@@ -10,6 +10,7 @@
 --                        -- the one this plugin sits in (examples/nvim), if it does
 --     page_size = 100,   -- runs per request
 --     max = nil,         -- stop after this many runs
+--     watch_interval = 10, -- seconds between two polls of :WorkflowWatch
 --   }
 -- luacheck: globals vim
 
@@ -20,7 +21,7 @@ local uv = vim.uv or vim.loop
 
 local M = {}
 
-local DEFAULTS = { page_size = 100 }
+local DEFAULTS = { page_size = 100, watch_interval = 10 }
 local config = { page_size = DEFAULTS.page_size }
 local client                  -- made on first use, after setup
 local walks = {}              -- buffer number -> its walk: { task, id, status, runs, ... }
@@ -150,9 +151,9 @@ function M.stop_all()
   for buf in pairs(walks) do M.stop(buf) end
 end
 
-local function scratch_buffer(id, status)
+local function scratch_buffer(id, status, scheme)
   local buf = api.nvim_create_buf(false, true)
-  local name = "workflow-runs://" .. id .. (status and ("?status=" .. status) or "")
+  local name = (scheme or "workflow-runs://") .. id .. (status and ("?status=" .. status) or "")
   pcall(api.nvim_buf_set_name, buf, name)
   vim.bo[buf].bufhidden = "wipe"
   vim.bo[buf].filetype = "workflowruns"
@@ -170,6 +171,11 @@ function M._wiped(buf)
   M.stop(buf)
   walks[buf] = nil
 end
+
+-- For workflow_runs.watch: a scratch buffer of its own scheme, the buffer's lines, and
+-- its watch kept where :WorkflowRunsStop, q and M.state find it.
+M._scratch, M._set_lines = scratch_buffer, set_lines
+function M._track(buf, watch) walks[buf] = watch end
 
 -- Opens a buffer for the runs of workflow `id` (and `status`), walks them in a
 -- task of the editor's loop and returns the buffer number.
@@ -214,7 +220,8 @@ function M.state(buf)
   local walk = walks[buf or api.nvim_get_current_buf()]
   if not walk then return nil end
   return { id = walk.id, status = walk.status, runs = walk.runs, pages = walk.pages,
-    retries = walk.retries, state = walk.state, err = walk.err and tostring(walk.err) }
+    retries = walk.retries, state = walk.state, err = walk.err and tostring(walk.err),
+    added = walk.added, changed = walk.changed }
 end
 
 return M

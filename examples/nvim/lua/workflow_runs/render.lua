@@ -59,4 +59,21 @@ function M.progress(walk)
   return concat(parts, " ")
 end
 
+-- The first line of a watch's buffer. `watch`: id, status, added, changed, state
+-- ("watching", "stopped", "failed", "done"), err.
+function M.watch_progress(watch)
+  local parts = { watch.id }
+  if watch.status then parts[#parts + 1] = "[" .. watch.status .. "]" end
+  parts[#parts + 1] = format("%d added, %d changed", watch.added, watch.changed)
+  local state = watch.state
+  if state == "watching" then
+    parts[#parts + 1] = "watching… (<C-c> stops, q closes)"
+  elseif state == "failed" then
+    parts[#parts + 1] = "failed: " .. tostring(watch.err)
+  else
+    parts[#parts + 1] = state
+  end
+  return concat(parts, " ")
+end
+
 return M
