@@ -178,6 +178,21 @@ describe("client:watch()", function()
       for _, entry in ipairs(entries) do assert.same({ limit = "100", offset = "0" }, entry.query) end
     end)
 
+    it("reports no change that a caller made to the runs it was handed", function()
+      local id = "wf_demo;" .. suffix()
+      local events = {}
+      local iterator, state, control, watch = sb:new_client():watch(id,
+        { interval = INTERVAL, initial = true, horizon = 10, deadline = 0.45 })
+      for event in iterator, state, control do
+        events[#events + 1] = event.type
+        event.run.status, event.run.totalCu = "cancelled", -1
+      end
+      watch:close()
+      assert.is_true(watch:polls() >= 3, watch:polls() .. " polls")
+      assert.equal(10, #events)
+      for _, kind in ipairs(events) do assert.equal("existing", kind) end
+    end)
+
     it("asks for no more runs than its horizon, and its status filter", function()
       local id = "wf_demo;" .. suffix()
       local seq = sb:last_seq()

@@ -65,18 +65,26 @@ local function handle_of(watch)
   return setmetatable({}, { __index = methods, __close = methods.close })
 end
 
--- The run remembered under `id` (the last poll's, or one that left the view
--- lately), or nil.
+-- What a watch remembers of a run: the fields a change is looked for in, copied, so
+-- that a caller who edits the run tables it was handed cannot make or hide a change.
+local function watched_fields(run)
+  local fields = {}
+  for i = 1, #WATCHED do fields[WATCHED[i]] = run[WATCHED[i]] end
+  return fields
+end
+
+-- The fields remembered of the run `id` (from the last poll, or of a run that left
+-- the view lately), or nil.
 local function known(watch, id)
   return watch.view[id] or watch.departed[id] or watch.departed_older[id]
 end
 
 -- A run left the view: remembered until `horizon` more have left after it.
-local function depart(watch, id, run)
+local function depart(watch, id, fields)
   if watch.departed_size >= watch.horizon then
     watch.departed_older, watch.departed, watch.departed_size = watch.departed, {}, 0
   end
-  watch.departed[id] = run
+  watch.departed[id] = fields
   watch.departed_size = watch.departed_size + 1
 end
 
@@ -106,7 +114,7 @@ local function read_view(watch)
         end
         if is_known then met_known = true end
         count = count + 1
-        runs[count], by_id[id] = run, run
+        runs[count], by_id[id] = run, watched_fields(run)
       end
     end
     if count >= horizon and (first or met_known) then reading = false end
@@ -153,8 +161,8 @@ local function take_view(watch, runs, by_id)
     end
   end
   if not first then
-    for id, run in pairs(watch.view) do
-      if by_id[id] == nil then depart(watch, id, run) end
+    for id, fields in pairs(watch.view) do
+      if by_id[id] == nil then depart(watch, id, fields) end
     end
   end
   watch.view = by_id
