@@ -17,20 +17,25 @@ describe("bin/workflows watch", function()
   local _, run, _, env = cli_sandbox.block()
 
   it("writes one NDJSON line per event and exits 0 after --count", function()
-    local result = run { "watch", finishing(), "--interval", "0.1", "--count", "4",
+    -- a run every 200 ms, finished 400 ms later: seen running at one poll and finished
+    -- at a later one unless two polls are more than 400 ms apart (a run that arrives
+    -- and finishes between two polls is added as finished: no change was seen)
+    local id = "wf_empty;every_ms=200;burst=1;finish_ms=400;" .. suffix()
+    local result = run { "watch", id, "--interval", "0.1", "--count", "6",
       "--fields", "id,status,finishedAt" }
     assert.are.same({ "", 0 }, { result.stderr, result.code })
     local lines = cli.lines(result.stdout)
-    assert.equal(4, #lines)
+    assert.equal(6, #lines)
     local added, changed = 0, 0
     for _, line in ipairs(lines) do
       local event = cjson.decode(line)
       assert.is_string(event.run.id)
       if event.type == "added" then
         added = added + 1
-        assert.equal("running", event.run.status)
         assert.is_nil(event.previous)
-        assert.matches('^{"type":"added","run":{"id":"run_%x+","status":"running"}}$', line)
+        if event.run.status == "running" then
+          assert.matches('^{"type":"added","run":{"id":"run_%x+","status":"running"}}$', line)
+        end
       else
         changed = changed + 1
         assert.equal("changed", event.type)
@@ -39,7 +44,7 @@ describe("bin/workflows watch", function()
         assert.is_string(event.run.finishedAt)
       end
     end
-    assert.is_true(added >= 2 and changed >= 1)
+    assert.is_true(added >= 1 and changed >= 1, added .. " added, " .. changed .. " changed")
   end)
 
   it("puts the type first in tsv and exits 0 at the first run with --until-status", function()
