@@ -59,8 +59,8 @@ local function machine()
   for _, item in ipairs {
     { "CPUs (nproc)", "nproc" }, { "CPU", "sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n 1" },
     { "kernel", "uname -sr" }, { "libcurl", "curl --version | head -n 1 | cut -d' ' -f1-3" },
-    { "Lua", "lua5.4 -v; lua5.1 -v 2>&1" }, { "Python", "python3 --version" },
-    { "lua-cjson, LuaSocket, lua-curl", "dpkg-query -W -f '${Version} ' lua-cjson lua-socket lua-curl" },
+    { "Lua", "{ lua5.4 -v; lua5.1 -v; } 2>&1 | cut -d' ' -f1-2" }, { "Python", "python3 --version" },
+    { "Debian packages", "dpkg-query -W -f '${Package} ${Version}\n' lua-cjson lua-socket lua-curl" },
   } do
     rows[#rows + 1] = { item[1], (lib.output(item[2]):gsub("%s*\n%s*", "; ")) }
   end

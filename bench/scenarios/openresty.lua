@@ -116,7 +116,7 @@ function M.run(lib)
       SECONDS),
     "each request, without gzip; meanwhile `/ping` (`return 200`) on the same worker every 5 ms from another",
     "process, its latency counted from when it was due. *Timer lateness*: how late a timer due every 2 ms in",
-    "the worker fired (how long its loop was held). Medians of the runs.", "" }
+    format("the worker fired (how long its loop was held). Medians of %d runs.", math.min(3, lib.runs)), "" }
   return lib.append(out, lib.table(lib.TARGETS, targets), "", lib.table({ "<transport", "walks/s", "runs/s",
     "mean walk", "`/ping` p50", "`/ping` p99", "`/ping` max", "timer lateness p99 / max", "worker CPU",
     "connections opened", "requests" }, cells), "")

@@ -68,10 +68,12 @@ local function rows_for(lib, server, list)
   return rows
 end
 
+-- (the rows against the server that never gzips are only compared with each other)
 local function best(rows, group, kind)
   local found
   for _, row in ipairs(rows) do
-    if row.group == group and row.kind == kind and row.wall and (not found or row.wall < found.wall) then
+    if row.group == group and row.kind == kind and row.wall and not row.identity
+        and (not found or row.wall < found.wall) then
       found = row
     end
   end
@@ -80,7 +82,7 @@ end
 
 local function find(rows, group, name)
   for _, row in ipairs(rows) do
-    if row.group == group and row.name == name then return row end
+    if row.group == group and row.name == name and not row.identity then return row end
   end
 end
 
@@ -180,7 +182,7 @@ function M.run(lib)
       local identity = lib.static(pages, 0, "--identity")
       local batch = rows_for(lib, identity, { "default", "p0" })
       for _, row in ipairs(batch) do
-        row.group, row.server_name, rows[#rows + 1] = group, "static, no gzip", row
+        row.group, row.server_name, row.identity, rows[#rows + 1] = group, "static, no gzip", true, row
       end
       local main = rows_for(lib, server, list)
       for _, row in ipairs(main) do
