@@ -11,15 +11,10 @@ package.path = "./?.lua;lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "./?.so;" .. package.cpath
 local lib = require "bench.lib"
 
-local SCENARIOS = {
-  walk = "every run of wf_big at 0/5/20/100 ms: this client, the peers, decode cost, memory",
-  window = 'the "auto" window against a server answering 429 to one request in 20, traced',
-  cli = "the command (bin/workflows) against a shell loop of curl and jq",
-  nvim = "inside headless Neovim: blocking walk and task, gaps between 1 ms ticks",
-  openresty = "one nginx worker: 16 walks at a time, /ping p99 beside them",
-  http2 = "prefetched pages multiplexed on one HTTP/2 connection (nginx in front)",
-}
+-- The scenarios, in the order `make bench` runs them; each module says what it measures.
 local ORDER = { "walk", "window", "cli", "nvim", "openresty", "http2" }
+local SCENARIOS = {}
+for _, name in ipairs(ORDER) do SCENARIOS[name] = require("bench.scenarios." .. name) end
 
 local out_path, names = "BENCHMARKS.md", {}
 local i = 1
@@ -27,7 +22,7 @@ while arg[i] do
   if arg[i] == "--out" then
     out_path, i = arg[i + 1], i + 1
   elseif arg[i] == "--list" then
-    for _, name in ipairs(ORDER) do print(("%-10s %s"):format(name, SCENARIOS[name])) end
+    for _, name in ipairs(ORDER) do print(("%-10s %s"):format(name, SCENARIOS[name].about)) end
     os.exit(0)
   elseif SCENARIOS[arg[i]] then
     names[#names + 1] = arg[i]
@@ -70,9 +65,9 @@ end
 lib.work = lib.output "mktemp -d /tmp/workflows-bench.XXXXXX"
 local ok, problem = pcall(function()
   for _, name in ipairs(names) do
-    io.stderr:write("== ", name, ": ", SCENARIOS[name], "\n")
+    io.stderr:write("== ", name, ": ", SCENARIOS[name].about, "\n")
     local before, date = load(), lib.output "date -u '+%Y-%m-%d %H:%M UTC'"
-    local lines = require("bench.scenarios." .. name).run(lib)
+    local lines = SCENARIOS[name].run(lib)
     lib.stop_all()
     lines[#lines + 1] = ("Measured %s by `lua5.4 bench/bench.lua %s` (%d runs a row unless said); "
       .. "load average before: %s, after: %s (2 cores; other work shares them)."):format(date,

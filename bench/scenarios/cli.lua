@@ -4,7 +4,7 @@
 -- 200,000-run walk (wf_huge) beside a 20,000-run one.
 local format = string.format
 
-local M = {}
+local M = { about = "the command (bin/workflows) against a shell loop of curl and jq" }
 
 local CURL_JQ = [[
 offset=0; while :; do

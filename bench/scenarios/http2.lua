@@ -6,7 +6,7 @@ local nginx = require "spec.support.nginx"
 
 local format = string.format
 
-local M = {}
+local M = { about = "prefetched pages multiplexed on one HTTP/2 connection (nginx in front)" }
 
 function M.run(lib)
   local available, why = nginx.available()

@@ -7,7 +7,7 @@ local lib = require "bench.lib"
 
 local format = string.format
 
-local M = {}
+local M = { about = "inside headless Neovim: blocking walk and task, gaps between 1 ms ticks" }
 
 -- "auto" (the default) and 8. BENCH_NVIM_PREFETCHES may name others.
 local PREFETCHES = os.getenv "BENCH_NVIM_PREFETCHES" or "auto 8"

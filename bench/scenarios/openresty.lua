@@ -8,7 +8,7 @@ local nginx = require "spec.support.nginx"
 
 local format = string.format
 
-local M = {}
+local M = { about = "one nginx worker: 16 walks at a time, /ping p99 beside them" }
 
 local SECONDS = tonumber(os.getenv "BENCH_OPENRESTY_SECONDS") or 8
 local WALKERS = 16

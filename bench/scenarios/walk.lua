@@ -5,7 +5,7 @@
 -- (callgrind) and the memory of a 200,000-run walk.
 local format = string.format
 
-local M = {}
+local M = { about = "every run of wf_big at 0/5/20/100 ms: this client, the peers, decode cost, memory" }
 
 local WALK, EXPECT = "wf_big", 20000
 local PEERS = {

@@ -5,7 +5,7 @@ local walk = require "bench.scenarios.walk"
 
 local format, concat = string.format, table.concat
 
-local M = {}
+local M = { about = 'the "auto" window against a server answering 429 to one request in 20, traced' }
 
 -- The traced walk's lines: the window after each page ("+" for 10 or more) and "^"
 -- under the pages after which it had halved.
