@@ -7,7 +7,7 @@
 ** 100 runs, encodes and gzips them), and on this 2-core machine that CPU is taken
 ** from the client being measured. At 0 ms of latency every walk would measure the
 ** sandbox, not the client. This server answers a page with one writev() of bytes
-** that sandbox/server.py produced earlier (bench/prerender.sh fetched them), so
+** that sandbox/server.py produced earlier (bench/lib.lua fetched them), so
 ** the bodies are the sandbox's own, byte for byte, gzip included.
 **
 **   static_server --pages DIR [--port 0] [--latency-ms N] [--token T] [--identity]

@@ -1,6 +1,6 @@
 """Walks every run with Python's standard library, as Python scripts do.
 
-    python3 bench/walk_python.py urllib|http.client BASE_URL WORKFLOW TOKEN
+    python3 bench/hosts/peers.py urllib|http.client BASE_URL WORKFLOW TOKEN
 
 urllib: urllib.request.urlopen per page, json.load; urllib has no keep-alive, so
 each page is a new TCP connection (and no gzip). http.client: one HTTPConnection

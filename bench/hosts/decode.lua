@@ -1,6 +1,6 @@
 -- Decodes one page body N times, for counting instructions under callgrind:
 --
---   valgrind --tool=callgrind lua5.4 bench/decode_cost.lua MODE N BODY_FILE
+--   valgrind --tool=callgrind lua5.4 bench/hosts/decode.lua MODE N BODY_FILE
 --
 -- MODE "core": the client's decode path, workflows.core.decode_page(body), which
 -- parses with lua-cjson and then checks the page's shape, drops JSON nulls and
@@ -8,7 +8,7 @@
 -- MODE "baseline": everything the other two do (start Lua, load both modules, read
 -- the body, run the loop) except the decoding, so that
 --   (instructions(MODE) - instructions(baseline)) / N
--- is the cost of one decode. bench/run.sh does that subtraction.
+-- is the cost of one decode. bench/scenarios/walk.lua does that subtraction.
 -- MODE "time" (not under valgrind): CPU microseconds per decode of each, N decodes
 -- in alternating blocks so that both see the same machine; prints
 -- "time_cjson<TAB>us<TAB>1" and "time_core<TAB>us<TAB>1".

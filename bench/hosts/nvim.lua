@@ -1,4 +1,4 @@
--- One walk inside `nvim --headless`, for bench/nvim.sh: while every run of a
+-- One walk inside `nvim --headless`, for bench/scenarios/nvim.lua: while every run of a
 -- workflow is walked, a repeating 1 ms uv timer stamps its ticks, and the gaps
 -- between them show how long the editor's loop was held. Appends one line to
 -- $WF_OUT:
@@ -44,7 +44,7 @@ local function write(fields)
 end
 
 local function fail(message)
-  io.stderr:write("bench/nvim_walk.lua: ", tostring(message), "\n")
+  io.stderr:write("bench/hosts/nvim.lua: ", tostring(message), "\n")
   vim.cmd "cquit 1"
 end
 
@@ -93,31 +93,16 @@ end
 local schedules, resumes, acts, resume_cpu, act_cpu = 0, {}, {}, {}, {}
 local clock = os.clock
 local schedule = vim.schedule
+-- Runs fn(...), noting its wall and CPU time in ms.
+local function timed(walls, cpus, fn, ...)
+  local t0, c0 = uv.hrtime(), clock()
+  fn(...)
+  walls[#walls + 1] = (uv.hrtime() - t0) / 1e6
+  cpus[#cpus + 1] = (clock() - c0) * 1e3
+end
 vim.schedule = function(fn)
   schedules = schedules + 1
-  return schedule(function()
-    local t0, c0 = uv.hrtime(), clock()
-    fn()
-    resumes[#resumes + 1] = (uv.hrtime() - t0) / 1e6
-    resume_cpu[#resume_cpu + 1] = (clock() - c0) * 1e3
-  end)
-end
-local uv_transport = require "workflows.transport.uv"
-local new_transport = uv_transport.new
-uv_transport.new = function(ctx)
-  local made = new_transport(ctx)
-  local methods = getmetatable(made)
-  if not methods.timed then
-    local act = methods.act
-    methods.act = function(self, ...)
-      local t0, c0 = uv.hrtime(), clock()
-      act(self, ...)
-      acts[#acts + 1] = (uv.hrtime() - t0) / 1e6
-      act_cpu[#act_cpu + 1] = (clock() - c0) * 1e3
-    end
-    methods.timed = true
-  end
-  return made
+  return schedule(function() timed(resumes, resume_cpu, fn) end)
 end
 
 local function longest_and_p99(values)
@@ -126,6 +111,12 @@ local function longest_and_p99(values)
   return string.format("%.3f", values[#values]),
     string.format("%.3f", values[math.max(1, math.ceil(#values * 0.99))])
 end
+
+-- Every call of a socket-mode transport into libcurl is timed: wrapped before the
+-- libuv transport, which takes it when it loads, is loaded.
+local socket_session = require "workflows.transport.socket_session"
+local act = socket_session.act
+socket_session.act = function(...) timed(acts, act_cpu, act, ...) end
 
 local workflows = require "workflows"
 local client = workflows.new { base_url = os.getenv "WF_BASE", token = os.getenv "WF_TOKEN",

@@ -1,9 +1,9 @@
-"""Load for the OpenResty benchmark (bench/openresty.sh): WALKERS keep-alive
+"""Load for the OpenResty benchmark (bench/scenarios/openresty.lua): WALKERS keep-alive
 connections each asking nginx for GET WALK_PATH again and again (each answer is one
 walk of a workflow, done by the handler), while one more connection, from a
 process of its own, pings GET /ping on a fixed schedule. Prints one JSON object.
 
-    python3 bench/openresty_load.py URL WALK_PATH WALKERS SECONDS [PING_EVERY_MS]
+    python3 bench/hosts/nginx_load.py URL WALK_PATH WALKERS SECONDS [PING_EVERY_MS]
 
 Ping latency is measured from the time each ping was due when the previous one
 was still unanswered then: when the worker is blocked, the pings that should have
