@@ -165,27 +165,25 @@ local function next_page(walk)
   return nil
 end
 
--- Runs handed out between two nudges of the transfers in flight.
-local NUDGE_EVERY = 25
-
 -- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
 local NO_RUNS = {}
 
--- The page being handed out, where in it, and how many runs went out, live in the
--- iterator's upvalues: per run it costs a few instructions.
+-- The page being handed out, where in it, and how many runs may still go out (`max`
+-- counted down; below 0 without one) live in the iterator's upvalues: per run it
+-- costs a few instructions.
 local function runs_iterator(walk)
-  local items, index, yielded, most = NO_RUNS, 0, 0, walk.max
+  local items, index, left = NO_RUNS, 0, walk.max or -1
   return function()
     while not walk.closed do
       index = index + 1
       local run = items[index]
       if run ~= nil then
-        yielded = yielded + 1
-        if most and yielded >= most then
+        left = left - 1
+        if left == 0 then
           walk:close()
-        elseif index % NUDGE_EVERY == 0 and walk.queue[1] then
-          -- transfers move only when driven: a caller slow with its runs
-          -- would otherwise leave the next pages waiting on the wire
+        elseif index % 25 == 0 and walk.queue[1] then
+          -- every 25 runs: transfers move only when driven, and a caller slow with
+          -- its runs would otherwise leave the next pages waiting on the wire
           transport.flush(walk.queue[1])
         end
         return run
