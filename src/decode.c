@@ -164,9 +164,7 @@ static void normalize_table(lua_State *L, int t) {
 }
 
 /* Object members whose value is a number, a null, an object or an array. */
-typedef struct member_counts {
-  size_t numbers, nulls, nested;
-} member_counts;
+typedef struct member_counts { size_t numbers, nulls, nested; } member_counts;
 
 /* What a byte says about the JSON value it begins. */
 enum { OTHER_VALUE, NUMBER_VALUE, NULL_VALUE, NESTED_VALUE, JSON_SPACE };
@@ -174,8 +172,8 @@ static const unsigned char VALUE_KIND[256] = {
   ['0'] = NUMBER_VALUE, ['1'] = NUMBER_VALUE, ['2'] = NUMBER_VALUE, ['3'] = NUMBER_VALUE,
   ['4'] = NUMBER_VALUE, ['5'] = NUMBER_VALUE, ['6'] = NUMBER_VALUE, ['7'] = NUMBER_VALUE,
   ['8'] = NUMBER_VALUE, ['9'] = NUMBER_VALUE, ['-'] = NUMBER_VALUE, ['n'] = NULL_VALUE,
-  ['{'] = NESTED_VALUE, ['['] = NESTED_VALUE,
-  [' '] = JSON_SPACE, ['\t'] = JSON_SPACE, ['\n'] = JSON_SPACE, ['\r'] = JSON_SPACE
+  ['{'] = NESTED_VALUE, ['['] = NESTED_VALUE, [' '] = JSON_SPACE, ['\t'] = JSON_SPACE,
+  ['\n'] = JSON_SPACE, ['\r'] = JSON_SPACE
 };
 
 /*
@@ -213,9 +211,8 @@ static void count_table_members(lua_State *L, int t, member_counts *c) {
 }
 
 /* The run fields that hold numbers or, in practice, nulls (API.md's run). */
-static const char *const WATCHED_FIELDS[] = {
-  "workflowVersion", "totalCu", "finishedAt", "sourceRunId"
-};
+static const char *const WATCHED_FIELDS[] = { "workflowVersion", "totalCu", "finishedAt",
+                                              "sourceRunId" };
 #define WATCHED_COUNT ((int)(sizeof WATCHED_FIELDS / sizeof WATCHED_FIELDS[0]))
 
 /*
