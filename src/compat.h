@@ -49,9 +49,19 @@ static inline void luaL_setmetatable(lua_State *L, const char *tname) {
 
 #endif /* LUA_VERSION_NUM < 502 */
 
-/* lua_getfield and lua_rawgeti return the value's type only from 5.3 on. */
+/* lua_getfield, lua_rawget and lua_rawgeti return the value's type only from 5.3 on. */
+#if LUA_VERSION_NUM >= 503
+#define wf_getfield(L, i, k) lua_getfield((L), (i), (k))
+#define wf_rawget(L, i) lua_rawget((L), (i))
+#define wf_rawgeti(L, i, n) lua_rawgeti((L), (i), (n))
+#else
 static inline int wf_getfield(lua_State *L, int i, const char *k) {
   lua_getfield(L, i, k);
+  return lua_type(L, -1);
+}
+
+static inline int wf_rawget(lua_State *L, int i) {
+  lua_rawget(L, i);
   return lua_type(L, -1);
 }
 
@@ -59,6 +69,7 @@ static inline int wf_rawgeti(lua_State *L, int i, int n) {
   lua_rawgeti(L, i, n);
   return lua_type(L, -1);
 }
+#endif
 
 #if LUA_VERSION_NUM >= 504
 #define wf_newuserdata(L, size) lua_newuserdatauv((L), (size), 0)

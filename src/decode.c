@@ -122,6 +122,27 @@ static int number_is_integral(lua_Number d) {
   return d == floor(d) && d >= -MAX_EXACT_INTEGER && d <= MAX_EXACT_INTEGER;
 }
 
+/* Member `key` of table t (its value at the top) is null: removes it. */
+static void remove_member(lua_State *L, int t, int key) {
+  lua_pushvalue(L, key);
+  lua_pushnil(L);
+  lua_rawset(L, t);
+}
+
+/* Member `key` of table t (its value at the top) is a number: an integer if integral. */
+static void make_integer(lua_State *L, int t, int key) {
+#if WF_HAS_INTEGERS
+  lua_Number d = lua_tonumber(L, -1);
+  if (!lua_isinteger(L, -1) && number_is_integral(d)) {
+    lua_pushvalue(L, key);
+    lua_pushinteger(L, (lua_Integer)d);
+    lua_rawset(L, t);
+  }
+#else
+  (void)L, (void)t, (void)key;
+#endif
+}
+
 /*
 ** Rewrites table t in place: null members are removed, integral numbers become
 ** integers, nested tables likewise. Assigning to existing keys during lua_next is
@@ -131,38 +152,109 @@ static void normalize_table(lua_State *L, int t) {
   luaL_checkstack(L, 4, "JSON too deep");
   lua_pushnil(L);
   while (lua_next(L, t)) {                    /* key value */
+    int key = lua_gettop(L) - 1;
     switch (lua_type(L, -1)) {
-      case LUA_TLIGHTUSERDATA:
-        lua_pop(L, 1);
-        lua_pushvalue(L, -1);
-        lua_pushnil(L);
-        lua_rawset(L, t);
-        break;
-#if WF_HAS_INTEGERS
-      case LUA_TNUMBER: {
-        lua_Number d;
-        if (lua_isinteger(L, -1)) {
-          lua_pop(L, 1);
-          break;
-        }
-        d = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-        if (number_is_integral(d)) {
-          lua_pushvalue(L, -1);
-          lua_pushinteger(L, (lua_Integer)d);
-          lua_rawset(L, t);
-        }
-        break;
-      }
-#endif
-      case LUA_TTABLE:
-        normalize_table(L, lua_gettop(L));
-        lua_pop(L, 1);
-        break;
-      default:
-        lua_pop(L, 1);
+      case LUA_TLIGHTUSERDATA: remove_member(L, t, key); break;
+      case LUA_TNUMBER: make_integer(L, t, key); break;
+      case LUA_TTABLE: normalize_table(L, key + 1); break;
+      default: break;
     }
+    lua_settop(L, key);
   }
+}
+
+/* Object members whose value is a number, a null, an object or an array. */
+typedef struct member_counts { size_t numbers, nulls, nested; } member_counts;
+
+/* What a byte says about the JSON value it begins. */
+enum { OTHER_VALUE, NUMBER_VALUE, NULL_VALUE, NESTED_VALUE, JSON_SPACE };
+static const unsigned char VALUE_KIND[256] = {
+  ['0'] = NUMBER_VALUE, ['1'] = NUMBER_VALUE, ['2'] = NUMBER_VALUE, ['3'] = NUMBER_VALUE,
+  ['4'] = NUMBER_VALUE, ['5'] = NUMBER_VALUE, ['6'] = NUMBER_VALUE, ['7'] = NUMBER_VALUE,
+  ['8'] = NUMBER_VALUE, ['9'] = NUMBER_VALUE, ['-'] = NUMBER_VALUE, ['n'] = NULL_VALUE,
+  ['{'] = NESTED_VALUE, ['['] = NESTED_VALUE, [' '] = JSON_SPACE, ['\t'] = JSON_SPACE,
+  ['\n'] = JSON_SPACE, ['\r'] = JSON_SPACE
+};
+
+/*
+** Counts, in the text, the colons that follow a closing quote and precede a number,
+** a null or a nested value. Every such object member has one; a colon inside a
+** string ("08:57:58") follows no quote, or an escaped one, which only counts too many.
+** A JSON object's text never begins with a colon, so p - 1 stays inside it.
+*/
+static void count_text_members(const char *body, size_t len, member_counts *c) {
+  const unsigned char *start = (const unsigned char *)body, *end = start + len, *p = start + 1;
+  size_t counts[JSON_SPACE + 1] = { 0 };
+  while ((p = memchr(p, ':', (size_t)(end - p))) != NULL) {
+    const unsigned char *before = p - 1, *value = ++p;
+    if (*before != '"') {
+      while (before > start && VALUE_KIND[*before] == JSON_SPACE) before--;
+      if (*before != '"') continue;
+    }
+    while (value < end && VALUE_KIND[*value] == JSON_SPACE) value++;
+    if (value == end) break;
+    counts[VALUE_KIND[*value]]++;
+  }
+  c->numbers = counts[NUMBER_VALUE], c->nulls = counts[NULL_VALUE];
+  c->nested = counts[NESTED_VALUE];
+}
+
+/* Adds the members of table t to `c`, by the type of their value. */
+static void count_table_members(lua_State *L, int t, member_counts *c) {
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int type = lua_type(L, -1);
+    c->numbers += type == LUA_TNUMBER, c->nulls += type == LUA_TLIGHTUSERDATA;
+    c->nested += type == LUA_TTABLE;
+    lua_pop(L, 1);
+  }
+}
+
+/* The run fields that hold numbers or, in practice, nulls (API.md's run). */
+static const char *const WATCHED_FIELDS[] = { "workflowVersion", "totalCu", "finishedAt",
+                                              "sourceRunId" };
+#define WATCHED_COUNT ((int)(sizeof WATCHED_FIELDS / sizeof WATCHED_FIELDS[0]))
+
+/*
+** Checks that every run of `items` (at the top) is an object, and normalizes them as
+** normalize_table does: first their watched fields, counting the numbers and nulls
+** met there. The text tells how many numbers, nulls and nested values the members
+** of its objects hold; where the members of `root` and `data` and the watched fields
+** account for all of them, no other member needs a look. Otherwise every member of
+** every run is visited. Returns 0, or the index of the first run not an object.
+*/
+static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *body,
+                                  size_t len) {
+  member_counts text, met = { 0, 0, 0 };
+  int items = lua_gettop(L), keys = items + 1, run = keys + WATCHED_COUNT, k;
+  lua_Integer i, n = (lua_Integer)lua_rawlen(L, items);
+  luaL_checkstack(L, 2 * WATCHED_COUNT + 4, "too many runs");
+  for (k = 0; k < WATCHED_COUNT; k++) lua_pushstring(L, WATCHED_FIELDS[k]);
+  for (i = 1; i <= n; i++) {
+    if (wf_rawgeti(L, items, (int)i) != LUA_TTABLE || lua_rawlen(L, run) > 0) break;
+    for (k = 0; k < WATCHED_COUNT; k++) {     /* the values stay until the settop */
+      lua_pushvalue(L, keys + k);
+      switch (wf_rawget(L, run)) {
+        case LUA_TLIGHTUSERDATA: met.nulls++, remove_member(L, run, keys + k); break;
+        case LUA_TNUMBER: met.numbers++, make_integer(L, run, keys + k); break;
+        default: break;
+      }
+    }
+    lua_settop(L, run - 1);
+  }
+  lua_settop(L, items);
+  if (i <= n) return i;
+  count_text_members(body, len, &text);
+  count_table_members(L, root, &met);
+  count_table_members(L, data, &met);
+  if (text.numbers == met.numbers && text.nulls == met.nulls && text.nested == met.nested)
+    return 0;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, items, (int)i);
+    normalize_table(L, items + 1);
+    lua_settop(L, items);
+  }
+  return 0;
 }
 
 /*
@@ -230,8 +322,8 @@ static int push_object(lua_State *L, const char *body, size_t len) {
 */
 int wf_push_page(lua_State *L, const char *body, size_t len,
                  const char *header_request_id) {
-  int root, data, items;
-  lua_Integer i, n;
+  int root, data;
+  lua_Integer i;
   char path[48];
 
   if (!push_object(L, body, len)) return 0;
@@ -263,16 +355,11 @@ int wf_push_page(lua_State *L, const char *body, size_t len,
     wrong_type(L, "data.items", "an array");
     goto fail;
   }
-  items = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, items);
-  for (i = 1; i <= n; i++) {
-    if (wf_rawgeti(L, items, (int)i) != LUA_TTABLE || (lua_rawlen(L, -1) > 0)) {
-      snprintf(path, sizeof path, "data.items[%lld]", (long long)i);
-      wrong_type(L, path, "an object");
-      goto fail;
-    }
-    normalize_table(L, lua_gettop(L));
-    lua_pop(L, 1);
+  if ((i = normalize_runs(L, root, data, body, len)) != 0) {
+    wf_rawgeti(L, lua_gettop(L), (int)i);
+    snprintf(path, sizeof path, "data.items[%lld]", (long long)i);
+    wrong_type(L, path, "an object");
+    goto fail;
   }
   lua_pop(L, 1);                              /* items */
 

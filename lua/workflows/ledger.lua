@@ -162,27 +162,24 @@ function Ledger:place(job)
   self.accepted = self.accepted + 1
   local items, offset = job.page.items, job.offset
   if self.handed == 0 then return 0 end
-  local seen = self.seen
-  for i = #items, 1, -1 do
-    local number = seen:number(items[i].id)
-    if number then
-      self.forwards = 0
-      if number == self.handed then
-        -- the anchor: it moved by i - 1 since it was planned on
-        observe_drift(self, job, i - 1 + job.drift)
-        return i
-      end
-      if i < #items or not job.page.hasMore then
-        -- a run before the anchor, followed by runs never handed out or by the
-        -- listing's end: those handed out after it have left the listing
-        forget_drift(self)
-        return i
-      end
-      -- the page ends before the anchor: runs arrived ahead of it
-      local anchor_at = offset + i - 1 + (self.handed - number)
-      observe_drift(self, job, anchor_at - offset + job.drift)
-      return nil, anchor_at, true
+  local i, number = self.seen:last_known(items)
+  if i then
+    self.forwards = 0
+    if number == self.handed then
+      -- the anchor: it moved by i - 1 since it was planned on
+      observe_drift(self, job, i - 1 + job.drift)
+      return i
     end
+    if i < #items or not job.page.hasMore then
+      -- a run before the anchor, followed by runs never handed out or by the
+      -- listing's end: those handed out after it have left the listing
+      forget_drift(self)
+      return i
+    end
+    -- the page ends before the anchor: runs arrived ahead of it
+    local anchor_at = offset + i - 1 + (self.handed - number)
+    observe_drift(self, job, anchor_at - offset + job.drift)
+    return nil, anchor_at, true
   end
   -- Nothing handed out on the page: runs before the anchor left, and the page
   -- starts past it. Back up, further each time, but only as far as the runs
@@ -217,20 +214,8 @@ end
 -- Returns the page, its items replaced by those runs.
 local function take(ledger, job, index)
   local page = job.page
-  local items, fresh = page.items, {}
-  local seen = ledger.seen
   page.offset = job.offset + index  -- where its first run stands in the listing
-  for i = index + 1, #items do
-    local run = items[i]
-    local id = run.id
-    if id == nil then
-      fresh[#fresh + 1] = run
-    elseif seen:add(id, ledger.handed + 1) then
-      ledger.handed = ledger.handed + 1
-      fresh[#fresh + 1] = run
-    end
-  end
-  page.items = fresh
+  page.items, ledger.handed = ledger.seen:add_runs(page.items, index + 1, ledger.handed)
   return page
 end
 

@@ -50,7 +50,6 @@ function Walk:close()
   if self.closed then return end
   self.closed = true
   stop_queue(self)
-  self.items = nil
 end
 
 function Handle:close()
@@ -70,7 +69,6 @@ function Walk:abandon()
   self.closed = true
   for _, job in ipairs(self.queue) do request.drop(job) end
   self.queue = {}
-  self.items = nil
 end
 
 function Walk:__gc() pcall(Walk.abandon, self) end
@@ -199,33 +197,34 @@ local function next_page(walk)
   return nil
 end
 
--- Runs handed out between two nudges of the transfers in flight.
-local NUDGE_EVERY = 25
+-- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
+local NO_RUNS = {}
 
+-- The page being handed out, where in it, and how many runs may still go out (`max`
+-- counted down; below 0 without one) live in the iterator's upvalues: per run it
+-- costs a few instructions.
 local function runs_iterator(walk)
+  local items, index, left = NO_RUNS, 0, walk.max or -1
   return function()
     while not walk.closed do
-      local items = walk.items
-      if items then
-        local index = walk.index + 1
-        local run = items[index]
-        if run ~= nil then
-          walk.index, walk.yielded = index, walk.yielded + 1
-          if walk.max and walk.yielded >= walk.max then
-            walk:close()
-          elseif index % NUDGE_EVERY == 0 and walk.queue[1] then
-            -- transfers move only when driven: a caller slow with its runs
-            -- would otherwise leave the next pages waiting on the wire
-            transport.flush(walk.queue[1])
-          end
-          return run
+      index = index + 1
+      local run = items[index]
+      if run ~= nil then
+        left = left - 1
+        if left == 0 then
+          walk:close()
+        elseif index % 25 == 0 and walk.queue[1] then
+          -- every 25 runs: transfers move only when driven, and a caller slow with
+          -- its runs would otherwise leave the next pages waiting on the wire
+          transport.flush(walk.queue[1])
         end
-        walk.items = nil
+        return run
       end
       local page = next_page(walk)
-      if page == nil then return nil end
-      walk.items, walk.index = page.items, 0
+      if page == nil then break end
+      items, index = page.items, 0
     end
+    items = NO_RUNS             -- a closed walk holds no page
     return nil
   end
 end
@@ -268,7 +267,7 @@ function M.walk(spec)
       remember = max(SEEN_AT_LEAST, (spec.prefetch_cap + 4) * limit * 2),
     },
     queue = {},                 -- pages requested, in offset order
-    yielded = 0,                -- what the iterator returned
+    yielded = 0,                -- pages the pages iterator returned
     closed = false,
     -- the pushbacks of every nginx worker so far (with shared_dict): later ones halve it
     pushbacks_seen = spec.ctx.shared and spec.ctx.shared:pushbacks() or 0,

@@ -34,4 +34,44 @@ function Recent:number(id)
   return self.current[id] or self.older[id]
 end
 
+-- The walks' loops over a page's runs, written out rather than calling the two
+-- methods above for each run: a walk does this for every run it hands out.
+
+-- The index of the last of `runs` whose id is here, and that id's number; nil
+-- when none is.
+function Recent:last_known(runs)
+  local current, older = self.current, self.older
+  for i = #runs, 1, -1 do
+    local id = runs[i].id
+    local number = current[id] or older[id]
+    if number then return i, number end
+  end
+  return nil
+end
+
+-- Adds the ids of runs[first], runs[first + 1], ... that are not here, under
+-- `number` + 1, + 2, ... Returns an array of the runs added and of those without
+-- an id (in their order), and the last number used.
+function Recent:add_runs(runs, first, number)
+  local current, older, size, capacity = self.current, self.older, self.size, self.capacity
+  local added, count = {}, 0
+  for i = first, #runs do
+    local run = runs[i]
+    local id = run.id
+    if id == nil then
+      count = count + 1
+      added[count] = run
+    elseif not (current[id] or older[id]) then
+      if size >= capacity then older, current, size = current, {}, 0 end
+      number = number + 1
+      current[id] = number
+      size = size + 1
+      count = count + 1
+      added[count] = run
+    end
+  end
+  self.current, self.older, self.size = current, older, size
+  return added, number
+end
+
 return M

@@ -52,9 +52,13 @@ local NESTED = "a call made inside a cqueues controller must wait in a coroutine
 
 -- lua-cqueues, loaded on first use; false where it is not installed for this Lua.
 local loaded
+local package_loaded = package.loaded
 
 local function cqueues()
   if loaded == nil then
+    -- No controller runs before the program loaded lua-cqueues, and loading it costs
+    -- as much as a tenth of a short walk: a program without it does not pay that.
+    if not (package_loaded.cqueues or package_loaded._cqueues) then return false end
     local ok, module = pcall(require, "cqueues")
     loaded = ok and type(module) == "table" and type(module.running) == "function"
       and module or false
