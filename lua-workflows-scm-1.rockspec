@@ -83,6 +83,7 @@ build = {
       ["workflows.transport.ngx.network"] = "lua/workflows/transport/ngx/network.lua",
       ["workflows.cli.output"] = "lua/workflows/cli/output.lua",
       ["workflows.cli.watch"] = "lua/workflows/cli/watch.lua",
+      ["workflows.cli.arguments"] = "lua/workflows/cli/arguments.lua",
     },
     bin = { workflows = "bin/workflows" },
   },

@@ -6,6 +6,7 @@
 ** core.escape_segment, the one piece of URL building the Lua layer leaves to C.
 */
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -61,27 +62,38 @@ static void check_header_lines(lua_State *L, int t) {
   lua_pop(L, 1);
 }
 
+/* The optional string fields of a request table, and where each goes in wf_request. */
+static const struct string_field {
+  const char *name;
+  size_t offset;
+} OPTIONAL_STRINGS[] = {
+  { "token", offsetof(wf_request, token) },
+  { "user_agent", offsetof(wf_request, user_agent) },
+  { "ca_file", offsetof(wf_request, ca_file) },
+  { "ca_path", offsetof(wf_request, ca_path) },
+  { "proxy", offsetof(wf_request, proxy) },
+  { "proxy_user", offsetof(wf_request, proxy_user) },
+  { "proxy_password", offsetof(wf_request, proxy_password) },
+  { "client_cert", offsetof(wf_request, client_cert) },
+  { "client_key", offsetof(wf_request, client_key) },
+  { "client_key_password", offsetof(wf_request, client_key_password) },
+  { NULL, 0 }
+};
+
 /*
 ** Fills req from the request table at index t, raising for a missing url or a field
 ** of the wrong type. The strings stay owned by the table, which must outlive req.
 */
 void wf_read_request(lua_State *L, int t, wf_request *req) {
+  const struct string_field *field;
   int type;
   luaL_checktype(L, t, LUA_TTABLE);
   req->table = lua_absindex(L, t);
   check_header_lines(L, t);
   req->url = opt_string_field(L, t, "url");
   if (req->url == NULL) luaL_error(L, "request field 'url' is required");
-  req->token = opt_string_field(L, t, "token");
-  req->user_agent = opt_string_field(L, t, "user_agent");
-  req->ca_file = opt_string_field(L, t, "ca_file");
-  req->ca_path = opt_string_field(L, t, "ca_path");
-  req->proxy = opt_string_field(L, t, "proxy");
-  req->proxy_user = opt_string_field(L, t, "proxy_user");
-  req->proxy_password = opt_string_field(L, t, "proxy_password");
-  req->client_cert = opt_string_field(L, t, "client_cert");
-  req->client_key = opt_string_field(L, t, "client_key");
-  req->client_key_password = opt_string_field(L, t, "client_key_password");
+  for (field = OPTIONAL_STRINGS; field->name != NULL; field++)
+    *(const char **)((char *)req + field->offset) = opt_string_field(L, t, field->name);
   req->timeout_ms = opt_millis_field(L, t, "timeout");
   req->connect_timeout_ms = opt_millis_field(L, t, "connect_timeout");
   req->max_body = 0;

@@ -58,7 +58,7 @@ make_room() {
 }
 
 # Each suite, as run in the background.
-lint() { luacheck -q lua spec examples bench && sh tools/check-layers.sh; }
+lint() { luacheck -q lua spec examples bench bin/workflows && sh tools/check-layers.sh; }
 sandbox_tests() { python3 -m unittest discover -s sandbox -p 'test_*.py'; }
 specs() {  # specs LUA CPATH_DIR FILE...
   lua=$1 dir=$2

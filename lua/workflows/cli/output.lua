@@ -88,13 +88,19 @@ local function json_table(value)
   return "{" .. concat(parts, ",") .. "}"
 end
 
-function json_value(value)
+-- `value` as text: strings through `string_text`, numbers as in JSON, booleans as
+-- true/false, tables as JSON, anything else (nil, a NaN) as `missing`.
+local function text_of(value, string_text, missing)
   local kind = type(value)
-  if kind == "string" then return json_string(value) end
-  if kind == "number" then return number_text(value) or "null" end
+  if kind == "string" then return string_text(value) end
+  if kind == "number" then return number_text(value) or missing end
   if kind == "boolean" then return value and "true" or "false" end
   if kind == "table" then return json_table(value) end
-  return "null"
+  return missing
+end
+
+function json_value(value)
+  return text_of(value, json_string, "null")
 end
 M.json_value = json_value
 
@@ -152,13 +158,10 @@ M.json_run = json_run
 
 -- A value as the text of one cell: numbers as in JSON, booleans as true/false,
 -- absent as "", tables as JSON.
+local function as_is(text) return text end
+
 local function cell_text(value)
-  local kind = type(value)
-  if kind == "string" then return value end
-  if kind == "number" then return number_text(value) or "" end
-  if kind == "boolean" then return value and "true" or "false" end
-  if kind == "table" then return json_table(value) end
-  return ""
+  return text_of(value, as_is, "")
 end
 M.cell_text = cell_text
 
