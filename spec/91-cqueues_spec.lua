@@ -8,39 +8,16 @@ local fixtures = require "spec.support.fixtures"
 local controller = require "spec.support.cqueues_loop"
 
 local cqueues = controller.cqueues
-local fields, requests_for = fixtures.fields, fixtures.requests_for
+local requests_for = fixtures.requests_for
 
--- PUC Lua 5.1 cannot yield from a for-loop's iterator; every other Lua can.
-local YIELDS_IN_FOR = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+local YIELDS_IN_FOR = fixtures.YIELDS_IN_FOR
 -- Lua 5.4 closes a walk the moment its loop is left; older Luas leave it to the
 -- garbage collector.
 local CLOSES_AT_BREAK = _VERSION >= "Lua 5.4" and not rawget(_G, "jit")
 
 local WAIT = 20   -- seconds before a test whose coroutines did not end fails
 
--- Every value of an iterator, through the explicit loop that runs on every Lua.
-local function drain(iterator)
-  local values = {}
-  while true do
-    local value = iterator()
-    if value == nil then break end
-    values[#values + 1] = value
-  end
-  return values
-end
-
--- An error's fields without what differs from attempt to attempt: the request id and
--- libcurl's own timings.
-local function comparable(err)
-  local copy = fields(err)
-  copy.requestId = nil
-  local function steady(text)
-    return (text:gsub(" %(request [%w_]+", " (request *"):gsub("after %d+ m", "after N m"))
-  end
-  copy.text = steady(tostring(err))
-  if copy.message then copy.message = steady(copy.message) end
-  return copy
-end
+local drain, comparable = fixtures.drain, fixtures.comparable
 
 local full_collect = require("spec.support.heap").full_collect
 

@@ -123,4 +123,31 @@ function M.sandbox(options)
   return fixture
 end
 
+-- PUC Lua 5.1 cannot yield from a for-loop's iterator; every other Lua can.
+M.YIELDS_IN_FOR = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+
+-- Every value of an iterator, through the explicit loop that runs on every Lua.
+function M.drain(iterator)
+  local values = {}
+  while true do
+    local value = iterator()
+    if value == nil then break end
+    values[#values + 1] = value
+  end
+  return values
+end
+
+-- An error's fields without what differs from attempt to attempt: the request id and
+-- libcurl's own timings ("after 95 milliseconds").
+function M.comparable(err)
+  local copy = M.fields(err)
+  copy.requestId = nil
+  local function steady(text)
+    return (text:gsub(" %(request [%w_]+", " (request *"):gsub("after %d+ m", "after N m"))
+  end
+  copy.text = steady(tostring(err))
+  if copy.message then copy.message = steady(copy.message) end
+  return copy
+end
+
 return M

@@ -17,32 +17,11 @@ local uv = loop.uv
 
 local M = {}
 
--- PUC Lua 5.1 cannot yield from a for-loop's iterator; every other Lua can.
-M.YIELDS_IN_FOR = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+M.YIELDS_IN_FOR = fixtures.YIELDS_IN_FOR
 
 M.WAIT = 20   -- seconds before a test that did not end fails
 
--- Every value of an iterator, through the explicit loop that runs on every Lua.
-function M.drain(iterator)
-  local values = {}
-  while true do
-    local value = iterator()
-    if value == nil then break end
-    values[#values + 1] = value
-  end
-  return values
-end
-
--- An error's fields without the request id, which differs from request to request.
-function M.comparable(err)
-  local copy = fixtures.fields(err)
-  copy.requestId = nil
-  copy.text = tostring(err):gsub(" %(request [%w_]+", " (request *")
-  -- libcurl's own timing in a timeout's message ("after 95 milliseconds")
-  if copy.message then copy.message = copy.message:gsub("after %d+ milliseconds", "after N milliseconds") end
-  copy.text = copy.text:gsub("after %d+ milliseconds", "after N milliseconds")
-  return copy
-end
+M.drain, M.comparable = fixtures.drain, fixtures.comparable
 
 -- The sandbox of the describe block that calls this (never a test), and its clients:
 -- the sandbox starts before the block's first test and stops after its last
