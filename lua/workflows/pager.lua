@@ -200,15 +200,18 @@ end
 -- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
 local NO_RUNS = {}
 
--- The page being handed out, where in it, and how many runs may still go out (`max`
--- counted down; below 0 without one) live in the iterator's upvalues: per run it
--- costs a few instructions.
+-- The page being handed out lives in a table, where in it and how many runs may
+-- still go out (`max` counted down; below 0 without one) in the iterator's
+-- upvalues: per run it costs a few instructions. Not the page in an upvalue: Lua
+-- 5.4's generational collector makes whatever an old closure's upvalue is set to
+-- old at once, and every page, its runs with it, would then wait for a major
+-- collection to be freed.
 local function runs_iterator(walk)
-  local items, index, left = NO_RUNS, 0, walk.max or -1
+  local current, index, left = { items = NO_RUNS }, 0, walk.max or -1
   return function()
     while not walk.closed do
       index = index + 1
-      local run = items[index]
+      local run = current.items[index]
       if run ~= nil then
         left = left - 1
         if left == 0 then
@@ -222,9 +225,9 @@ local function runs_iterator(walk)
       end
       local page = next_page(walk)
       if page == nil then break end
-      items, index = page.items, 0
+      current.items, index = page.items, 0
     end
-    items = NO_RUNS             -- a closed walk holds no page
+    current.items = NO_RUNS     -- a closed walk holds no page
     return nil
   end
 end
