@@ -12,7 +12,6 @@ local options = require "workflows.options"
 local errors = require "workflows.errors"
 local request = require "workflows.request"
 local pager = require "workflows.pager"
-local watcher = require "workflows.watch"
 local retry = require "workflows.retry"
 local transport = require "workflows.transport"
 local tasks = require "workflows.tasks"
@@ -20,11 +19,10 @@ local proxy = require "workflows.proxy"
 local identity = require "workflows.identity"
 local events = require "workflows.events"
 local budget = require "workflows.budget"
-local shared_state = require "workflows.shared"
 local header_lines = require("workflows.production_options").header_lines
 
-local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type,
-  pcall
+local setmetatable, getmetatable, error, type, pcall, require = setmetatable, getmetatable, error,
+  type, pcall, require
 local format, floor, min = string.format, math.floor, math.min
 local getenv = os.getenv
 
@@ -114,7 +112,8 @@ local function shared_and_budget(config)
   local shared
   if config.shared_dict then
     local problem
-    shared, problem = shared_state.open(config.shared_dict, config.base_url)
+    -- loaded here: only clients inside nginx with shared_dict need it
+    shared, problem = require("workflows.shared").open(config.shared_dict, config.base_url)
     if not shared then misuse(problem) end
   end
   return shared, budget.for_client(config.retry_budget, shared, config.base_url)
@@ -258,7 +257,8 @@ local function watch_iteration(client, ctx, id, given)
   local call = checked_iteration(ctx, options.watch_call, id, given)
   local config, defaults = ctx.config, options.DEFAULTS
   local horizon = call.horizon or defaults.watch_horizon
-  local iterator, watch = watcher.watch {
+  -- loaded with the first watch: a program that only lists and walks does not pay for it
+  local iterator, watch = require("workflows.watch").watch {
     client = client,
     ctx = ctx,
     url_of = listing_url(config, id, call.status),

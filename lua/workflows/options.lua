@@ -138,12 +138,18 @@ local function luv_module(v)
 end
 local LOOP = { "loop", luv_module, 'a libuv binding such as vim.uv, vim.loop or require "luv"' }
 -- The names the transport registry knows: options name no transport of their own.
-local TRANSPORTS = require("workflows.transport").names()
+-- Asked only when the option names one: the registry loads every transport to answer.
+local function transport_names() return require("workflows.transport").names() end
 local function transport_name(v)
-  for _, name in ipairs(TRANSPORTS) do if v == name then return true end end
+  for _, name in ipairs(transport_names()) do if v == name then return true end end
   return false
 end
-local TRANSPORT = { "transport", transport_name, 'one of "' .. concat(TRANSPORTS, '", "') .. '"' }
+local function transport_problem(value)
+  return format('option "transport" must be one of "%s" (got %s)',
+    concat(transport_names(), '", "'), describe(value))
+end
+local TRANSPORT = { "transport", transport_name, "a name the transport registry knows",
+  problem = transport_problem }
 local POOL_SIZE = { "pool_size", positive_integer, "a positive integer" }
 local POOL_IDLE_TIMEOUT = { "pool_idle_timeout", positive_number, "a positive number" }
 local CA_FILE = { "ca_file", non_empty_string, "a non-empty string" }

@@ -21,7 +21,7 @@ local events = require "workflows.events"
 
 local setmetatable, getmetatable, error, ipairs, pcall = setmetatable, getmetatable, error,
   ipairs, pcall
-local max = math.max
+local max, min, huge = math.max, math.min, math.huge
 local remove = table.remove
 local now = core.now
 
@@ -200,31 +200,40 @@ end
 -- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
 local NO_RUNS = {}
 
--- The page being handed out, where in it, and how many runs may still go out (`max`
--- counted down; below 0 without one) live in the iterator's upvalues: per run it
--- costs a few instructions.
+-- The page being handed out lives in a table; where in it, and up to where the
+-- next runs need no more than a look, in the iterator's upvalues: per run it costs
+-- a few instructions. Not the page in an upvalue: Lua 5.4's generational collector
+-- makes whatever an old closure's upvalue is set to old at once, and every page,
+-- its runs with it, would then wait for a major collection to be freed.
 local function runs_iterator(walk)
-  local items, index, left = NO_RUNS, 0, walk.max or -1
+  -- `left`: the index on the current page of the run that reaches `max` (huge
+  -- without one); `stop`: the first index that needs a closer look: that run, the
+  -- next flush, or past the page's end
+  local current, index, stop, left = { items = NO_RUNS }, 0, 0, walk.max or huge
   return function()
     while not walk.closed do
       index = index + 1
+      if index < stop then return current.items[index] end
+      local items = current.items
       local run = items[index]
       if run ~= nil then
-        left = left - 1
-        if left == 0 then
+        if index == left then
           walk:close()
         elseif index % 25 == 0 and walk.queue[1] then
           -- every 25 runs: transfers move only when driven, and a caller slow with
           -- its runs would otherwise leave the next pages waiting on the wire
           transport.flush(walk.queue[1])
         end
+        stop = min(#items + 1, index - index % 25 + 25, left)
         return run
       end
       local page = next_page(walk)
       if page == nil then break end
-      items, index = page.items, 0
+      left = left - #items        -- every run of the page before went out
+      current.items, index = page.items, 0
+      stop = min(#page.items + 1, 25, left)
     end
-    items = NO_RUNS             -- a closed walk holds no page
+    current.items = NO_RUNS     -- a closed walk holds no page
     return nil
   end
 end

@@ -16,14 +16,21 @@ transport per client per request (or timer), kept in ngx.ctx. Where cosockets do
 not work (init, init_worker, set, log, the filters) a call fails with kind
 invalid_argument instead of falling back to blocking libcurl. ]]
 
-local exchange = require("workflows.transport.ngx.exchange").exchange
-local outcomes = require "workflows.transport.ngx.outcomes"
-
 local setmetatable, pcall, tostring, type, rawget, pairs, error = setmetatable, pcall,
   tostring, type, rawget, pairs, error
 local format = string.format
 
-local failure, described = outcomes.failure, outcomes.described
+-- The exchange and its failures' wording (outcomes.failure, outcomes.described),
+-- loaded with the first transport: outside nginx the registry only asks claims(),
+-- and a plain script does not pay for loading what it never runs.
+local exchange, failure, described
+
+local function load_parts()
+  if exchange then return end
+  local outcomes = require "workflows.transport.ngx.outcomes"
+  exchange = require("workflows.transport.ngx.exchange").exchange
+  failure, described = outcomes.failure, outcomes.described
+end
 
 local M = {}
 
@@ -248,6 +255,7 @@ local REQUEST_KEY = {}
 -- The transport for `client` in the running request or timer: one per client per
 -- request, made on first use; a refusal where cosockets do not work.
 function M.transport_for(client)
+  load_parts()
   local reason = M.unavailable()
   if reason then return setmetatable({ reason = reason }, Refusal) end
   local ngx = ngx_api()
