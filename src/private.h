@@ -56,6 +56,27 @@ typedef struct wf_request {
   int table;                   /* stack index of the request table, for its headers */
 } wf_request;
 
+/*
+** Registers the metatable NAME of a Lua-visible object that owns resources: __gc and
+** __close both call RELEASE (which must be safe to call twice), __tostring calls
+** DESCRIBE, and __index holds METHODS. The stack is left as it was.
+*/
+static inline void wf_register_class(lua_State *L, const char *name,
+                                     lua_CFunction release, lua_CFunction describe,
+                                     const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  lua_pushcfunction(L, release);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, release);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, describe);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 /* clock.c, layer 0 */
 int wf_clock_open(lua_State *L);
 double wf_monotonic_seconds(void);

@@ -292,40 +292,22 @@ static int session_close_removed(lua_State *L) {
 
 /* ---------------------------------------------------------------- opening */
 
+/* Both modes' methods, then socket mode's own. */
 static const luaL_Reg session_methods[] = {
-  { "start", session_start },
-  { "drive", session_drive },
-  { "running", session_running },
+  { "start", session_start }, { "drive", session_drive }, { "running", session_running },
   { "close", session_close },
-  { NULL, NULL }
-};
-
-static const luaL_Reg socket_methods[] = {
-  { "changes", session_changes },
-  { "socket_action", session_socket_action },
-  { "timer_expired", session_timer_expired },
-  { "close_removed", session_close_removed },
-  { NULL, NULL }
-};
-
-static const luaL_Reg session_metamethods[] = {
-  { "__gc", session_close },
-  { "__close", session_close },
-  { "__tostring", session_tostring },
+  { "changes", session_changes }, { "socket_action", session_socket_action },
+  { "timer_expired", session_timer_expired }, { "close_removed", session_close_removed },
   { NULL, NULL }
 };
 
 /*
-** Registers workflows.session, its socket-mode methods after the others, and sets
+** Registers workflows.session and sets
 ** core.session and core.socket_session in the module table at the top.
 */
 int wf_session_open(lua_State *L) {
-  luaL_newmetatable(L, WF_SESSION_TYPE);
-  luaL_setfuncs(L, session_metamethods, 0);
-  luaL_newlib(L, session_methods);
-  luaL_setfuncs(L, socket_methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  wf_register_class(L, WF_SESSION_TYPE, session_close, session_tostring,
+                    session_methods);
   lua_pushcfunction(L, core_session);
   lua_setfield(L, -2, "session");
   lua_pushcfunction(L, core_socket_session);

@@ -180,25 +180,13 @@ static int transfer_tostring(lua_State *L) {
 }
 
 static const luaL_Reg transfer_methods[] = {
-  { "done", transfer_done },
-  { "result", transfer_result },
-  { "release", transfer_release },
-  { NULL, NULL }
-};
-
-static const luaL_Reg transfer_metamethods[] = {
-  { "__gc", transfer_release },
-  { "__close", transfer_release },
-  { "__tostring", transfer_tostring },
+  { "done", transfer_done }, { "result", transfer_result }, { "release", transfer_release },
   { NULL, NULL }
 };
 
 /* Registers the workflows.transfer metatable. */
 int wf_transfer_open(lua_State *L) {
-  luaL_newmetatable(L, WF_TRANSFER_TYPE);
-  luaL_setfuncs(L, transfer_metamethods, 0);
-  luaL_newlib(L, transfer_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  wf_register_class(L, WF_TRANSFER_TYPE, transfer_release, transfer_tostring,
+                    transfer_methods);
   return 0;
 }

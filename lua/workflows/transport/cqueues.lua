@@ -37,9 +37,7 @@ end
 
 function M.found(client) return client.transports.cqueues end
 
--- The client's transport, made on first use.
-function M.transport_for(client)
-  return require("workflows.transport.cqueues.driver").transport_for(client)
-end
+-- The transport itself, made with the client's first one.
+M.driver = "workflows.transport.cqueues.driver"
 
 return M

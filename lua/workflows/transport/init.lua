@@ -65,6 +65,13 @@ local function answers_to(module, choice)
   return false
 end
 
+-- The module's transport for `client`, made on first use: by the module itself, or by
+-- the driver it names, loaded then.
+local function transport_for(module, client)
+  local make = module.transport_for or require(module.driver).transport_for
+  return make(client)
+end
+
 -- The transport of the running code for `client` (the client's state, doc/transport.md):
 -- the first module, among those the `transport` option allows, that claims the running
 -- code; failing that the last one it allows (which then says why it cannot serve, as
@@ -76,11 +83,11 @@ function M.current(client)
   local fallback
   for _, module in ipairs(modules()) do
     if answers_to(module, choice) then
-      if module.claims(client) then return module.transport_for(client) end
+      if module.claims(client) then return transport_for(module, client) end
       fallback = module
     end
   end
-  return fallback.transport_for(client)
+  return transport_for(fallback, client)
 end
 
 -- Calls `fn(transport)` for each transport `client` has where the running code can

@@ -4,8 +4,6 @@
 -- outside any task asks only claims(), and a plain script does not pay for loading
 -- the driver.
 
-local require = require
-
 local M = {}
 
 M.names = { "curl" }   -- libcurl too, on the client's loop
@@ -18,9 +16,7 @@ end
 
 function M.found(client) return client.transports.uv end
 
--- The client's transport, made on first use.
-function M.transport_for(client)
-  return require("workflows.transport.uv.driver").transport_for(client)
-end
+-- The transport itself, made with the client's first one.
+M.driver = "workflows.transport.uv.driver"
 
 return M
