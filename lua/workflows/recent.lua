@@ -4,9 +4,13 @@
 -- handed out, without keeping every id of a long walk.
 --
 -- Two generations rather than a ring: removing keys one at a time from a table
--- whose hash part is full makes Lua rebuild it on every insert.
+-- whose hash part is full makes Lua rebuild it on every insert. The first
+-- generation grows as ids come (most walks are short); once one is full the walk
+-- is long, and each next one is made at its full size at once rather than rehashed
+-- at every power of two on the way.
 
 local setmetatable = setmetatable
+local new_table = require("workflows.core").new_table
 
 local M = {}
 
@@ -22,7 +26,7 @@ end
 function Recent:add(id, number)
   if self.current[id] or self.older[id] then return false end
   if self.size >= self.capacity then
-    self.older, self.current, self.size = self.current, {}, 0
+    self.older, self.current, self.size = self.current, new_table(0, self.capacity), 0
   end
   self.current[id] = number
   self.size = self.size + 1
@@ -54,15 +58,16 @@ end
 -- an id (in their order), and the last number used.
 function Recent:add_runs(runs, first, number)
   local current, older, size, capacity = self.current, self.older, self.size, self.capacity
-  local added, count = {}, 0
-  for i = first, #runs do
+  local last = #runs
+  local added, count = new_table(last >= first and last - first + 1 or 0, 0), 0
+  for i = first, last do
     local run = runs[i]
     local id = run.id
     if id == nil then
       count = count + 1
       added[count] = run
     elseif not (current[id] or older[id]) then
-      if size >= capacity then older, current, size = current, {}, 0 end
+      if size >= capacity then older, current, size = current, new_table(0, capacity), 0 end
       number = number + 1
       current[id] = number
       size = size + 1
