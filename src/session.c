@@ -302,8 +302,8 @@ static const luaL_Reg session_methods[] = {
 };
 
 /*
-** Registers workflows.session and sets
-** core.session and core.socket_session in the module table at the top.
+** Registers workflows.session and sets core.session and core.socket_session in the
+** module table at the top.
 */
 int wf_session_open(lua_State *L) {
   wf_register_class(L, WF_SESSION_TYPE, session_close, session_tostring,

@@ -51,8 +51,8 @@ launch() {
 make_room() {
   while :; do
     active=0
-    for suite in $suites; do
-      [ -e "$work/$suite.rc" ] || active=$((active + 1))
+    for started_suite in $suites; do   # not `suite`: the callers loop over that name
+      [ -e "$work/$started_suite.rc" ] || active=$((active + 1))
     done
     [ "$active" -ge "$TEST_JOBS" ] || return 0
     sleep 1
