@@ -16,7 +16,7 @@ CURL_CFLAGS = $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS   = $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
 SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c \
-          src/response.c src/decode.c
+          src/response.c src/decode.c src/ids.c
 HEADERS = src/private.h src/compat.h src/socket.h src/transfer.h src/session.h
 
 # The default Lua builds where busted and the examples look (./workflows/core.so);

@@ -62,7 +62,6 @@ build = {
       ["workflows.proxy"] = "lua/workflows/proxy.lua",
       ["workflows.identity"] = "lua/workflows/identity.lua",
       ["workflows.pager"] = "lua/workflows/pager.lua",
-      ["workflows.recent"] = "lua/workflows/recent.lua",
       ["workflows.request"] = "lua/workflows/request.lua",
       ["workflows.retry"] = "lua/workflows/retry.lua",
       ["workflows.tasks"] = "lua/workflows/tasks.lua",

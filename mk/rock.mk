@@ -9,7 +9,7 @@
 # build.install).
 
 SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c \
-          src/response.c src/decode.c
+          src/response.c src/decode.c src/ids.c
 
 install:
 	mkdir -p "$(LIBDIR)/workflows"

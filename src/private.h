@@ -82,6 +82,9 @@ int wf_clock_open(lua_State *L);
 double wf_monotonic_seconds(void);
 double wf_wall_seconds(void);
 
+/* ids.c, layer 0 */
+int wf_ids_open(lua_State *L);
+
 /* decode.c, layer 0 */
 int wf_decode_open(lua_State *L);
 int wf_push_page(lua_State *L, const char *body, size_t len,

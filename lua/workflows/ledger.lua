@@ -20,7 +20,7 @@
 -- page. Where following the listing could loop or leave a gap, a function
 -- returns the problem as a message, and the pager ends the walk with it.
 
-local recent = require "workflows.recent"
+local new_id_set = require("workflows.core").id_set
 
 local setmetatable, type = setmetatable, type
 local floor, max, min = math.floor, math.max, math.min
@@ -47,7 +47,7 @@ Ledger.__index = Ledger
   mode           "runs" or "pages"
   limit, offset  the page size asked for, and where the walk starts
   max            runs (mode "runs") or pages to hand out at most, or nil
-  remember       how many ids handed out to remember at least (workflows.recent) ]]
+  remember       how many ids handed out to remember at least (core.id_set) ]]
 function M.new(spec)
   local limit, offset = spec.limit, spec.offset
   return setmetatable({
@@ -70,7 +70,8 @@ function M.new(spec)
     drift = 0,                  -- runs the anchor is expected to move between answers
     anchored = true,            -- pages planned now are planned on the anchor
     drifts = {}, drift_slot = 1,  -- the last few moves seen
-    seen = recent.new(spec.remember),
+    seen = new_id_set(spec.remember),  -- ids handed out, with their numbers
+    remember = spec.remember,
     ended = false,              -- the page with hasMore = false was accepted
   }, Ledger)
 end
@@ -195,16 +196,16 @@ function Ledger:place(job)
     -- them all and land past the anchor.
     self.backups, self.forwards = 0, self.forwards + 1
     local jump = self.step * 2 ^ (self.forwards - 1)
-    local reach = self.step + min(self.handed, self.seen.capacity)
+    local reach = self.step + min(self.handed, self.remember)
     if jump > reach then jump = reach end
     return nil, max(self.frontier, offset) + jump, true
   end
   self.forwards = 0
   if self.backups == 0 then self.backed_from = offset end
-  local reach = self.backed_from - self.seen.capacity / 2
+  local reach = self.backed_from - self.remember / 2
   if offset <= reach then
     return nil, nil, nil, format("the listing moved by more than %d runs between two answers "
-      .. "(offset %d)", self.seen.capacity / 2, offset)
+      .. "(offset %d)", self.remember / 2, offset)
   end
   self.backups = self.backups + 1
   return nil, max(self.origin, reach, offset - 2 ^ self.backups)

@@ -1,0 +1,133 @@
+local id_set = require("workflows.core").id_set
+
+describe("core.id_set", function()
+  describe("add()", function()
+    it("says whether an id is new, and keeps the number it came with", function()
+      local seen = id_set(3)
+      assert.is_true(seen:add("a", 1))
+      assert.is_false(seen:add("a", 2))
+      assert.equal(1, seen:number("a"))
+    end)
+
+    it("remembers at least the last `capacity` ids", function()
+      local seen = id_set(3)
+      for i = 1, 100 do
+        seen:add("run_" .. i, i)
+        for back = 0, math.min(2, i - 1) do
+          assert.equal(i - back, seen:number("run_" .. (i - back)))
+        end
+      end
+    end)
+
+    it("forgets what is older than twice the capacity", function()
+      local seen = id_set(50)
+      for i = 1, 10000 do seen:add("run_" .. i, i) end
+      local held = 0
+      for i = 1, 10000 do
+        if seen:number("run_" .. i) then held = held + 1 end
+      end
+      assert.is_true(held >= 50 and held <= 100, held .. " ids held")
+      assert.is_nil(seen:number("run_9800"))
+      assert.is_true(seen:add("run_1", 10001))
+    end)
+  end)
+
+  describe("add_runs() and last_known(), over a page of runs", function()
+    local function runs_of(...)
+      local runs = {}
+      for i, id in ipairs { ... } do runs[i] = { id = id ~= "" and id or nil, n = i } end
+      return runs
+    end
+
+    it("adds what add() would, in order, keeping runs without an id", function()
+      local seen, one_by_one = id_set(3), id_set(3)
+      local runs = runs_of("a", "b", "", "b", "c", "d", "a", "e", "f", "", "g")
+      local added, last = seen:add_runs(runs, 2, 10)
+      local expected, number = {}, 10
+      for i = 2, #runs do
+        local id = runs[i].id
+        if id == nil then
+          expected[#expected + 1] = runs[i]
+        elseif one_by_one:add(id, number + 1) then
+          number = number + 1
+          expected[#expected + 1] = runs[i]
+        end
+      end
+      assert.same(expected, added)
+      assert.equal(number, last)
+      for _, id in ipairs { "a", "b", "c", "d", "e", "f", "g" } do
+        assert.equal(one_by_one:number(id), seen:number(id), id)
+      end
+    end)
+
+    it("finds the last run whose id is remembered, and its number", function()
+      local seen = id_set(10)
+      seen:add_runs(runs_of("a", "b", "c"), 1, 0)
+      assert.same({ 3, 2 }, { seen:last_known(runs_of("x", "c", "b", "y", "z")) })
+      assert.same({ 4, 1 }, { seen:last_known(runs_of("c", "x", "", "a", "z", "")) })
+      assert.is_nil(seen:last_known(runs_of("x", "", "y")))
+      assert.is_nil(seen:last_known({}))
+    end)
+  end)
+  describe("the ids it takes", function()
+    it("copies them: a set keeps no run or id alive", function()
+      local seen = id_set(10)
+      local runs = { { id = ("run_%d"):format(12345) } }
+      local watch = setmetatable({ runs[1] }, { __mode = "v" })
+      seen:add_runs(runs, 1, 0)
+      runs = nil  -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      assert.is_nil(watch[1])
+      assert.equal(1, seen:number("run_12345"))
+    end)
+
+    it("tells ids apart by every byte, empty and long ones included", function()
+      local seen = id_set(100)
+      local ids = { "", "a", "a\0", "a\0b", ("x"):rep(1000), ("x"):rep(1001), "run_1", "run_10" }
+      for i, id in ipairs(ids) do assert.is_true(seen:add(id, i), id) end
+      for i, id in ipairs(ids) do assert.equal(i, seen:number(id), id) end
+      assert.is_nil(seen:number(("x"):rep(999)))
+    end)
+
+    it("keeps number and boolean ids apart from strings, and skips tables", function()
+      local seen = id_set(10)
+      assert.is_true(seen:add(1, 1))
+      assert.is_true(seen:add("1", 2))
+      assert.is_false(seen:add(1.0, 3))
+      assert.is_true(seen:add(true, 4))
+      assert.is_true(seen:add("true", 5))
+      assert.equal(1, seen:number(1))
+      assert.equal(2, seen:number("1"))
+      assert.equal(4, seen:number(true))
+      local table_id = {}
+      local added, last = seen:add_runs({ { id = table_id }, { id = table_id } }, 1, 5)
+      assert.equal(2, #added)
+      assert.equal(5, last)
+    end)
+
+    it("holds 100,000 ids over many generations, the last `capacity` always", function()
+      local seen = id_set(1000)
+      for page = 0, 999 do
+        local runs = {}
+        for i = 1, 100 do runs[i] = { id = "run_" .. (page * 100 + i) } end
+        local added, last = seen:add_runs(runs, 1, page * 100)
+        assert.equal(100, #added)
+        assert.equal(page * 100 + 100, last)
+      end
+      for n = 99001, 100000 do assert.equal(n, seen:number("run_" .. n)) end
+      assert.is_nil(seen:number("run_1"))
+    end)
+
+    it("names a bad argument, and refuses use once released", function()
+      assert.has_error(function() id_set(0) end, "bad argument #1 to 'id_set' (out of range)")
+      local seen = id_set(3)
+      assert.has_error(function() seen:add({}, 1) end)
+      assert.matches("workflows.id_set %(0 ids%)", tostring(seen))
+      seen:release()
+      seen:release()
+      assert.matches("released", tostring(seen))
+      assert.has_error(function() seen:number("a") end, "attempt to use a released id set")
+    end)
+  end)
+end)
