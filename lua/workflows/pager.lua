@@ -46,9 +46,14 @@ local function stop_queue(walk)
 end
 
 -- Releases everything in flight; idempotent. Also the closing value on Lua 5.4.
+-- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
+local NO_RUNS = {}
+
 function Walk:close()
   if self.closed then return end
   self.closed = true
+  -- the runs iterator looks only at its page until the next closer look: an empty one
+  if self.in_hand then self.in_hand.items = NO_RUNS end
   stop_queue(self)
 end
 
@@ -197,9 +202,6 @@ local function next_page(walk)
   return nil
 end
 
--- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
-local NO_RUNS = {}
-
 -- The page being handed out lives in a table; where in it, and up to where the
 -- next runs need no more than a look, in the iterator's upvalues: per run it costs
 -- a few instructions. Not the page in an upvalue: Lua 5.4's generational collector
@@ -208,12 +210,14 @@ local NO_RUNS = {}
 local function runs_iterator(walk)
   -- `left`: the index on the current page of the run that reaches `max` (huge
   -- without one); `stop`: the first index that needs a closer look: that run, the
-  -- next flush, or past the page's end
+  -- next flush, or past the page's end. Below `stop` a closed walk is seen by its
+  -- page, which close() empties.
   local current, index, stop, left = { items = NO_RUNS }, 0, 0, walk.max or huge
+  walk.in_hand = current
   return function()
+    index = index + 1
+    if index < stop then return current.items[index] end
     while not walk.closed do
-      index = index + 1
-      if index < stop then return current.items[index] end
       local items = current.items
       local run = items[index]
       if run ~= nil then
@@ -227,11 +231,13 @@ local function runs_iterator(walk)
         stop = min(#items + 1, index - index % 25 + 25, left)
         return run
       end
+      current.items = NO_RUNS     -- not kept alive while the next one is decoded
       local page = next_page(walk)
       if page == nil then break end
       left = left - #items        -- every run of the page before went out
-      current.items, index = page.items, 0
+      current.items, index = page.items, 1
       stop = min(#page.items + 1, 25, left)
+      if 1 < stop then return page.items[1] end
     end
     current.items = NO_RUNS     -- a closed walk holds no page
     return nil
