@@ -182,6 +182,11 @@ local function next_page(walk)
       local page, stale
       page, stale, problem = ledger:accept(head, index, walk.queue[1])
       if problem then broken(walk, head, problem) end
+      -- The job lets go of its page once placed. A job made a page or more ago
+      -- is old for Lua 5.4's generational collector, and an old table that was
+      -- written to keeps what it holds alive through the next collection, dead
+      -- or not: the page would grow old too, and only a major collection frees it.
+      head.page = nil
       if stale then stop_queue(walk) end
       if page then
         if walk.ctx.on_event then events.page(walk.ctx, head, page) end
@@ -193,6 +198,7 @@ local function next_page(walk)
         return page
       end
     else
+      head.page = nil
       problem = ledger:ask_again(head, again, ahead)
       if problem then broken(walk, head, problem) end
       stop_queue(walk)
@@ -218,8 +224,9 @@ local function runs_iterator(walk)
     index = index + 1
     if index < stop then return current.items[index] end
     while not walk.closed do
-      local items = current.items
-      local run = items[index]
+      -- No local holds the page: one would keep the finished page alive while the
+      -- next one is decoded, long enough for the collector to make it old.
+      local run = current.items[index]
       if run ~= nil then
         if index == left then
           walk:close()
@@ -228,13 +235,13 @@ local function runs_iterator(walk)
           -- its runs would otherwise leave the next pages waiting on the wire
           transport.flush(walk.queue[1])
         end
-        stop = min(#items + 1, index - index % 25 + 25, left)
+        stop = min(#current.items + 1, index - index % 25 + 25, left)
         return run
       end
-      current.items = NO_RUNS     -- not kept alive while the next one is decoded
+      left = left - #current.items  -- every run of the page before went out
+      current.items = NO_RUNS
       local page = next_page(walk)
       if page == nil then break end
-      left = left - #items        -- every run of the page before went out
       current.items, index = page.items, 1
       stop = min(#page.items + 1, 25, left)
       if 1 < stop then return page.items[1] end
