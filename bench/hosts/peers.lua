@@ -3,12 +3,16 @@
 --
 --   lua5.4 bench/hosts/peers.lua luasocket|curl_process BASE_URL WORKFLOW TOKEN
 --   lua5.1 bench/hosts/peers.lua luacurl BASE_URL WORKFLOW TOKEN
+--   lua5.4 bench/hosts/peers.lua lcurl BASE_URL WORKFLOW TOKEN
 --
 -- luasocket: socket.http, which has no keep-alive ("Connection: close, TE") and asks
 -- for no gzip, so each page costs a new TCP connection.
 -- luacurl: Debian's lua-curl (the luacurl binding 0.3: easy interface only, Lua 5.1
 -- and 5.2), one easy handle reused so libcurl keeps the connection alive; it has no
 -- getinfo, so OPT_FAILONERROR checks the status. No Accept-Encoding, its default.
+-- lcurl: Lua-cURLv3 (`require "lcurl"`), one easy handle reused, the body's chunks
+-- joined: what the CPU-per-page comparison measures against. Not a Debian package
+-- for Lua 5.4: build it from its source and give its directory in LUA_CPATH.
 -- curl_process: one `curl -sSL -D DUMP --compressed` process per page through
 -- io.popen, the status from the dump file: what plenary.curl does for Neovim plugins.
 local cjson = require "cjson"
@@ -45,6 +49,21 @@ function fetchers.luacurl()
   end
 end
 
+function fetchers.lcurl()
+  local curl = require "lcurl"
+  local chunks
+  local handle = curl.easy { httpheader = { "Authorization: Bearer " .. token, "Accept: application/json" },
+    writefunction = function(data) chunks[#chunks + 1] = data return true end }
+  return function(url)
+    chunks = {}
+    handle:setopt_url(url)
+    local ok, err = pcall(handle.perform, handle)
+    if not ok then return nil, err end
+    local status = handle:getinfo_response_code()
+    return status == 200 and table.concat(chunks), status
+  end
+end
+
 function fetchers.curl_process()
   local dump = os.tmpname()
   return function(url)
@@ -60,7 +79,7 @@ function fetchers.curl_process()
   end
 end
 
-local fetch = assert(fetchers[how], "luasocket, luacurl or curl_process")()
+local fetch = assert(fetchers[how], "luasocket, luacurl, lcurl or curl_process")()
 local count, offset = 0, 0
 repeat
   local url = ("%s/v1/workflows/%s/runs?limit=100&offset=%d"):format(base, workflow, offset)

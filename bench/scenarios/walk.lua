@@ -152,6 +152,39 @@ local function decode_cost(lib, pages)
   return cjson, page, times
 end
 
+-- Instructions of a whole walk under callgrind (the process from start to end, start-up
+-- included) from the static server without gzip at 0 ms: CPU per page as the shared
+-- machine's timings cannot show it. This client against the peers that run on Lua 5.4:
+-- LuaSocket, and Lua-cURLv3 when BENCH_LCURL_CPATH names where its lcurl.so is (it is
+-- no Debian package for 5.4). The median of three: where the collector's steps fall
+-- moves a count by about 1%.
+local function walk_instructions(lib, pages)
+  local server = lib.static(pages, 0, "--identity")
+  local walks = {
+    { "this client, default prefetch", [[LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="./?.so;;"]],
+      "lua5.4 bench/hosts/walk.lua %s %s %s default" },
+    { "LuaSocket + lua-cjson", "", "lua5.4 bench/hosts/peers.lua luasocket %s %s %s" },
+  }
+  local lcurl = os.getenv "BENCH_LCURL_CPATH"
+  if lcurl then
+    walks[#walks + 1] = { "Lua-cURLv3 easy + lua-cjson", format([[LUA_CPATH="%s/?.so;;"]], lcurl),
+      "lua5.4 bench/hosts/peers.lua lcurl %s %s %s" }
+  end
+  local rows = {}
+  for _, walk in ipairs(walks) do
+    local counts = {}
+    for run = 1, 3 do
+      local err = format("%s/callgrind-walk-%d.err", lib.work, run)
+      lib.run(format("env %s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s >/dev/null 2>%s",
+        walk[2], format(walk[3], server.url, WALK, lib.TOKEN), err))
+      counts[run] = tonumber((lib.read(err) or ""):match "Collected : (%d+)")
+    end
+    if #counts == 3 then rows[#rows + 1] = { label = walk[1], count = lib.median(counts) } end
+  end
+  lib.stop(server)
+  return rows
+end
+
 function M.run(lib)
   local pages = lib.pages("wf_big:20000", "wf_huge:200000")
   local rows = {}
@@ -205,6 +238,7 @@ function M.run(lib)
   lib.rounds("memory", { huge }, lib.runs)
   lib.stop(server)
   local cjson, page, times = decode_cost(lib, pages)
+  local whole = walk_instructions(lib, pages)
 
   local big = find(rows, "memory", "pdefault")
   local targets = {
@@ -224,6 +258,12 @@ function M.run(lib)
   targets[#targets + 1] = lib.target("decode path <= 1.3x the instructions of a bare cjson.decode",
     format("%.2fx (%s vs %s instructions per page)", page / cjson, lib.thousands(page), lib.thousands(cjson)),
     page / cjson <= 1.3)
+  local ours, lcurl_walk = whole[1], whole[3]
+  if ours and lcurl_walk then
+    targets[#targets + 1] = lib.target("whole walk at most 1.10x the instructions of the Lua-cURLv3 easy walk",
+      format("%.2fx (%s vs %s instructions)", ours.count / lcurl_walk.count, lib.thousands(ours.count),
+        lib.thousands(lcurl_walk.count)), ours.count / lcurl_walk.count <= 1.10)
+  end
   if big.rss and huge.rss then
     targets[#targets + 1] = lib.target("peak RSS of a 200,000-run walk within 1.2x of a 20,000-run walk",
       format("%.2fx (%.1f MiB vs %.1f MiB)", huge.rss / big.rss, huge.rss / 1024, big.rss / 1024),
@@ -252,6 +292,17 @@ function M.run(lib)
     .. "valgrind: %.0f µs and %.0f µs per page.", lib.thousands(cjson), lib.thousands(page), page / cjson,
     times.cjson or 0, times.core or 0)
   out[#out + 1] = ""
+  if whole[1] then
+    local cells = {}
+    for _, row in ipairs(whole) do
+      cells[#cells + 1] = { row.label, lib.thousands(row.count), lib.thousands(row.count / 200),
+        format("%.2fx", row.count / whole[1].count) }
+    end
+    out[#out + 1] = "Whole walk under `valgrind --tool=callgrind` (start-up included, `wf_big` from the "
+      .. "static server without gzip, median of 3; Lua-cURLv3 only with `BENCH_LCURL_CPATH`):"
+    out[#out + 1] = ""
+    lib.append(out, lib.table({ "walk", "instructions", "per page", "vs this client" }, cells), "")
+  end
   out[#out + 1] = "Commands (`$BASE` the static server's URL, `build/bench/static_server --pages DIR "
     .. "--latency-ms N`):"
   out[#out + 1] = ""
