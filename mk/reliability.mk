@@ -26,7 +26,8 @@ LUA54_LIBS    = $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null || echo -llua5.4
 
 # Specs of the C core that valgrind-core runs (busted under memcheck; children such as
 # the sandbox run outside it).
-VALGRIND_CORE_SPECS = spec/22-core-sockets_spec.lua spec/23-core-response-outcome_spec.lua
+VALGRIND_CORE_SPECS = spec/17-id-set_spec.lua spec/22-core-sockets_spec.lua \
+                      spec/23-core-response-outcome_spec.lua
 
 .PHONY: setup-reliability test-asan valgrind valgrind-core fuzz fuzzer
 
