@@ -5,7 +5,7 @@
 #                                  AddressSanitizer and UndefinedBehaviorSanitizer
 #   make valgrind                  memcheck of a walk, error paths and broken-off walks
 #   make valgrind-core             memcheck of the core's own specs (socket mode driven
-#                                  by luv, core.response_outcome)
+#                                  by luv, core.response_outcome, the id set)
 #   make fuzz FUZZ_SECONDS=60      libFuzzer over the response path for that long
 #
 # Each ends with one line "N passed, M failed" and exits non-zero when M > 0.
