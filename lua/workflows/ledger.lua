@@ -71,7 +71,6 @@ function M.new(spec)
     anchored = true,            -- pages planned now are planned on the anchor
     drifts = {}, drift_slot = 1,  -- the last few moves seen
     seen = new_id_set(spec.remember),  -- ids handed out, with their numbers
-    remember = spec.remember,
     ended = false,              -- the page with hasMore = false was accepted
   }, Ledger)
 end
@@ -196,16 +195,17 @@ function Ledger:place(job)
     -- them all and land past the anchor.
     self.backups, self.forwards = 0, self.forwards + 1
     local jump = self.step * 2 ^ (self.forwards - 1)
-    local reach = self.step + min(self.handed, self.remember)
+    local reach = self.step + min(self.handed, self.seen:capacity())
     if jump > reach then jump = reach end
     return nil, max(self.frontier, offset) + jump, true
   end
   self.forwards = 0
   if self.backups == 0 then self.backed_from = offset end
-  local reach = self.backed_from - self.remember / 2
+  local remembered = self.seen:capacity()
+  local reach = self.backed_from - remembered / 2
   if offset <= reach then
     return nil, nil, nil, format("the listing moved by more than %d runs between two answers "
-      .. "(offset %d)", self.remember / 2, offset)
+      .. "(offset %d)", remembered / 2, offset)
   end
   self.backups = self.backups + 1
   return nil, max(self.origin, reach, offset - 2 ^ self.backups)

@@ -45,10 +45,10 @@ local function stop_queue(walk)
   walk.queue = {}
 end
 
--- Releases everything in flight; idempotent. Also the closing value on Lua 5.4.
 -- Nothing to hand out: where a runs iterator starts, and what it holds once closed.
 local NO_RUNS = {}
 
+-- Releases everything in flight; idempotent. Also the closing value on Lua 5.4.
 function Walk:close()
   if self.closed then return end
   self.closed = true
