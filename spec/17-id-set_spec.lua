@@ -32,6 +32,82 @@ describe("core.id_set", function()
     end)
   end)
 
+  describe("add_after_anchor(), over a walk's usual page", function()
+    local function runs_of(...)
+      local runs = {}
+      for i, id in ipairs { ... } do runs[i] = { id = id ~= "" and id or nil, n = i } end
+      return runs
+    end
+
+    -- What the set answers for each id, to tell that a refused page changed nothing.
+    local function numbers_of(seen, ids)
+      local numbers = {}
+      for i, id in ipairs(ids) do numbers[i] = seen:number(id) or false end
+      return numbers
+    end
+
+    it("adds the runs after the anchor, as add_runs would, keeping runs without an id", function()
+      local seen, by_add_runs = id_set(100), id_set(100)
+      for _, set in ipairs { seen, by_add_runs } do set:add_runs(runs_of("x", "a"), 1, 6) end
+      local runs = runs_of("a", "b", "", "c")
+      local added, last = seen:add_after_anchor(runs, 8)
+      local expected, expected_last = by_add_runs:add_runs(runs, 2, 8)
+      assert.same(expected, added)
+      assert.equal(expected_last, last)
+      assert.same({ runs[2], runs[3], runs[4] }, added)
+      assert.same({ 7, 8, 9, 10 }, numbers_of(seen, { "x", "a", "b", "c" }))
+    end)
+
+    it("changes nothing for any other page", function()
+      local seen = id_set(100)
+      seen:add_runs(runs_of("x", "a"), 1, 0)
+      local ids = { "x", "a", "b", "c", "d" }
+      local pages = {
+        runs_of("x", "b", "c"),        -- the first run was handed out, but is not the anchor
+        runs_of("b", "a", "c"),        -- the anchor, not first
+        runs_of("a", "b", "x", "c"),   -- a run after the anchor was handed out already
+        runs_of("a", "b", "c", "b"),   -- a run listed twice
+        runs_of("", "b"),              -- no anchor at all
+        {},
+      }
+      for i, runs in ipairs(pages) do
+        assert.is_nil(seen:add_after_anchor(runs, 2), "page " .. i)
+        assert.same({ 1, 2, false, false, false }, numbers_of(seen, ids), "page " .. i)
+      end
+      assert.same({ { runs_of("a", "b")[2] }, 3 }, { seen:add_after_anchor(runs_of("a", "b"), 2) })
+    end)
+
+    it("leaves the set whole when it gives a page back, among many colliding ids", function()
+      -- a small capacity keeps the table small: the ids given back share probe runs
+      -- with those that stay
+      local seen = id_set(600)
+      local kept, page = {}, { { id = "run_0" } }
+      for i = 1, 300 do kept[i] = "run_" .. i end
+      seen:add_runs(runs_of("run_0", (table.unpack or unpack)(kept)), 1, 0)
+      for i = 1, 250 do page[i + 1] = { id = "given_back_" .. i } end
+      page[252] = { id = "run_300" }  -- handed out: the page goes back whole
+      assert.is_nil(seen:add_after_anchor(page, 301))
+      page = { { id = "run_300" } }
+      for i = 1, 250 do page[i + 1] = { id = "new_" .. i } end
+      local added, last = seen:add_after_anchor(page, 301)
+      assert.equal(250, #added)
+      assert.equal(551, last)
+      for i = 1, 300 do assert.equal(i + 1, seen:number(kept[i]), kept[i]) end
+      for i = 1, 250 do
+        assert.equal(301 + i, seen:number("new_" .. i))
+        assert.is_nil(seen:number("given_back_" .. i))
+      end
+    end)
+
+    it("gives back a page whose ids would not fit in the current generation", function()
+      local seen = id_set(4)
+      seen:add_runs(runs_of("a", "b"), 1, 0)
+      assert.is_nil(seen:add_after_anchor(runs_of("b", "c", "d", "e"), 2))
+      assert.is_nil(seen:number("c"))
+      assert.equal(4, select(2, seen:add_after_anchor(runs_of("b", "c", "d"), 2)))
+    end)
+  end)
+
   describe("add_runs() and last_known(), over a page of runs", function()
     local function runs_of(...)
       local runs = {}

@@ -298,6 +298,76 @@ static int id_set_add_runs(lua_State *L) {
   return 2;
 }
 
+/* Forgets the entries of the current generation from `count` on, the last added first. */
+static void generation_truncate(generation *g, size_t count) {
+  while (g->count > count) {
+    /*
+    ** Linear probing put the last entry in the first empty slot of its probe, and
+    ** every later entry that probed past that slot is gone already: emptying it
+    ** gives the table back as it was before the entry came.
+    */
+    id_entry *e = &g->entries[g->count - 1];
+    size_t i = (size_t)e->hash & g->slot_mask;
+    while (g->slots[i] != (uint32_t)g->count) i = (i + 1) & g->slot_mask;
+    g->slots[i] = 0;
+    g->bytes_len = e->offset;
+    g->count--;
+  }
+}
+
+/*
+** set:add_after_anchor(runs, number) -> added, last_number | nil
+**
+** A walk's usual page: it starts on the anchor, the run handed out last (under
+** `number`), and every run after it is new. Then this adds their ids under number + 1,
+** + 2, ... and returns them (with the runs that have no id) in a new array, in one
+** look at each id where last_known and add_runs take two. Any other page (the anchor
+** elsewhere or missing, a run after it already here or listed twice), or one that
+** would fill the current generation, changes nothing and gets nil: the caller then
+** looks at it with last_known and add_runs.
+*/
+static int id_set_add_after_anchor(lua_State *L) {
+  id_set *set = check_set(L);
+  lua_Integer number = luaL_checkinteger(L, 3);
+  lua_Integer i, last, count = 0;
+  generation *g = &set->current;
+  size_t count_before = g->count;
+  id_key key;
+  id_entry *anchor = NULL;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 3);
+  last = (lua_Integer)lua_rawlen(L, 2);
+  if (last < 1 || (size_t)last - 1 > set->capacity - g->count) return 0;
+  lua_pushliteral(L, "id");                   /* 4: "id" */
+  if (wf_rawgeti(L, 2, 1) == LUA_TTABLE) {    /* 5: the anchor's run */
+    lua_pushvalue(L, 4);
+    lua_rawget(L, 5);
+    if (read_key(L, 6, &key))
+      anchor = set_find(set, hash_bytes(set->seed, key.bytes, key.length), &key);
+  }
+  if (anchor == NULL || anchor->number != number) return 0;
+  lua_settop(L, 4);
+  lua_createtable(L, (int)(last - 1), 0);     /* 5: added */
+  for (i = 2; i <= last; i++) {
+    if (wf_rawgeti(L, 2, (int)i) == LUA_TTABLE) {   /* 6: the run, 7: its id */
+      lua_pushvalue(L, 4);
+      lua_rawget(L, 6);
+      if (read_key(L, 7, &key)) {
+        uint64_t hash = hash_bytes(set->seed, key.bytes, key.length);
+        if (set_find(set, hash, &key) != NULL) {
+          generation_truncate(g, count_before);
+          return 0;
+        }
+        set_add(L, set, hash, &key, ++number);
+      }
+      lua_pop(L, 1);
+    }
+    lua_rawseti(L, 5, (int)++count);
+  }
+  lua_pushinteger(L, number);
+  return 2;
+}
+
 /* set:capacity() -> how many ids it remembers at least */
 static int id_set_capacity(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)check_set(L)->capacity);
@@ -329,6 +399,7 @@ static const luaL_Reg id_set_methods[] = {
   { "number", id_set_number },
   { "last_known", id_set_last_known },
   { "add_runs", id_set_add_runs },
+  { "add_after_anchor", id_set_add_after_anchor },
   { "capacity", id_set_capacity },
   { "release", id_set_release },
   { NULL, NULL }

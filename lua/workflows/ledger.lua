@@ -17,8 +17,10 @@
 --
 -- A page is known by its job (workflows.request): the ledger reads `job.page`,
 -- and the `offset`, `drift` and `anchored` it gave the job when it planned the
--- page. Where following the listing could loop or leave a gap, a function
--- returns the problem as a message, and the pager ends the walk with it.
+-- page; on the usual page, `place` leaves on the job (`added`, `added_last`) the
+-- runs it took already, for `accept`. Where following the listing could loop or
+-- leave a gap, a function returns the problem as a message, and the pager ends
+-- the walk with it.
 
 local new_id_set = require("workflows.core").id_set
 
@@ -162,6 +164,14 @@ function Ledger:place(job)
   self.accepted = self.accepted + 1
   local items, offset = job.page.items, job.offset
   if self.handed == 0 then return 0 end
+  -- the usual page, on the anchor with only new runs after it: placed and taken at once
+  local added, handed = self.seen:add_after_anchor(items, self.handed)
+  if added then
+    self.forwards = 0
+    job.added, job.added_last = added, handed
+    observe_drift(self, job, job.drift)
+    return 1
+  end
   local i, number = self.seen:last_known(items)
   if i then
     self.forwards = 0
@@ -216,7 +226,12 @@ end
 local function take(ledger, job, index)
   local page = job.page
   page.offset = job.offset + index  -- where its first run stands in the listing
-  page.items, ledger.handed = ledger.seen:add_runs(page.items, index + 1, ledger.handed)
+  if job.added then
+    page.items, ledger.handed = job.added, job.added_last
+    job.added = nil
+  else
+    page.items, ledger.handed = ledger.seen:add_runs(page.items, index + 1, ledger.handed)
+  end
   return page
 end
 
