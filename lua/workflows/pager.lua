@@ -221,8 +221,9 @@ local function runs_iterator(walk)
   local current, index, stop, left = { items = NO_RUNS }, 0, 0, walk.max or huge
   walk.in_hand = current
   return function()
-    index = index + 1
-    if index < stop then return current.items[index] end
+    local i = index + 1   -- a local: the upvalue is read once per run, not twice
+    index = i
+    if i < stop then return current.items[i] end
     while not walk.closed do
       -- No local holds the page: one would keep the finished page alive while the
       -- next one is decoded, long enough for the collector to make it old.
