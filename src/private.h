@@ -24,6 +24,7 @@ typedef struct wf_response {
   char *body;
   size_t body_len, body_cap;
   size_t max_body;             /* 0: no cap */
+  size_t announced_len;        /* Content-Length, as a hint for the first allocation */
   int too_large;               /* the body went past max_body */
   int out_of_memory;           /* growing the body failed */
   long status;                 /* 0 until a status line arrived */

@@ -25,6 +25,22 @@ void wf_response_free(wf_response *r) {
   r->body_len = r->body_cap = 0;
 }
 
+/* The first allocation of a body: room for a small one, or for what the server announced. */
+#define FIRST_BODY_CAP 16384
+/* A larger announcement is believed only this far: a length is a claim, not bytes. */
+#define MOST_ANNOUNCED_CAP (4u << 20)
+
+/*
+** Room for what the server announced, so that the body is not copied again each time
+** it doubles; else room for a small body.
+*/
+static size_t first_body_cap(const wf_response *r) {
+  size_t cap = r->announced_len;
+  if (cap > MOST_ANNOUNCED_CAP) cap = MOST_ANNOUNCED_CAP;
+  if (r->max_body > 0 && cap > r->max_body) cap = r->max_body;
+  return cap > FIRST_BODY_CAP ? cap : FIRST_BODY_CAP;
+}
+
 /* Returns 0 when the bytes cannot be kept: past the cap, or out of memory. */
 int wf_response_append(wf_response *r, const char *data, size_t len) {
   if (r->max_body > 0 && len > r->max_body - r->body_len) {
@@ -32,7 +48,7 @@ int wf_response_append(wf_response *r, const char *data, size_t len) {
     return 0;
   }
   if (len > r->body_cap - r->body_len) {
-    size_t cap = r->body_cap ? r->body_cap : 16384;
+    size_t cap = r->body_cap ? r->body_cap : first_body_cap(r);
     char *grown;
     while (cap - r->body_len < len) {
       if (cap > ((size_t)-1) / 2) {
@@ -69,6 +85,17 @@ static void copy_header_value(char *dst, size_t size, const char *value, size_t 
   dst[n] = '\0';
 }
 
+/* A Content-Length value's number, or 0 when it is none (or past a size_t). */
+static size_t announced_length(const char *value, size_t len) {
+  size_t n = 0, digits = 0;
+  while (len > 0 && (*value == ' ' || *value == '\t')) value++, len--;
+  for (; len > 0 && *value >= '0' && *value <= '9'; value++, len--, digits++) {
+    if (n > (SIZE_MAX - 9) / 10) return 0;
+    n = n * 10 + (size_t)(*value - '0');
+  }
+  return digits > 0 ? n : 0;
+}
+
 static int header_is(const char *line, size_t name_len, const char *name) {
   return strlen(name) == name_len && strncasecmp(line, name, name_len) == 0;
 }
@@ -85,6 +112,8 @@ void wf_response_header(wf_response *r, const char *name, size_t name_len,
     copy_header_value(r->retry_after, sizeof r->retry_after, value, len);
   else if (header_is(name, name_len, "content-type"))
     copy_header_value(r->content_type, sizeof r->content_type, value, len);
+  else if (header_is(name, name_len, "content-length"))
+    r->announced_len = announced_length(value, len);
 }
 
 /* Takes one raw header line, as libcurl's header callback passes it. */
@@ -94,6 +123,7 @@ void wf_response_header_line(wf_response *r, const char *line, size_t len) {
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
     /* a new header block (after a 1xx): forget what the previous one said */
     r->request_id[0] = r->retry_after[0] = r->content_type[0] = '\0';
+    r->announced_len = 0;
     return;
   }
   colon = memchr(line, ':', len);
