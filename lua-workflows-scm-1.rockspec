@@ -79,6 +79,7 @@ build = {
       ["workflows.transport.cqueues"] = "lua/workflows/transport/cqueues.lua",
       ["workflows.transport.cqueues.driver"] = "lua/workflows/transport/cqueues/driver.lua",
       ["workflows.transport.ngx"] = "lua/workflows/transport/ngx.lua",
+      ["workflows.transport.ngx.driver"] = "lua/workflows/transport/ngx/driver.lua",
       ["workflows.transport.ngx.exchange"] = "lua/workflows/transport/ngx/exchange.lua",
       ["workflows.transport.ngx.outcomes"] = "lua/workflows/transport/ngx/outcomes.lua",
       ["workflows.transport.ngx.network"] = "lua/workflows/transport/ngx/network.lua",

@@ -122,7 +122,7 @@ describe("the nginx transport", function()
 
     it("counts and releases a client's attempts in the running request", function()
       local result = run_in(server, sb.url, [[
-        local cosockets = require "workflows.transport.ngx"
+        local cosockets = require "workflows.transport.ngx.driver"
         local registry = require "workflows.transport"
         local client = { config = { pool_size = 4, pool_idle_timeout = 5, transport = "auto" },
           transports = {} }

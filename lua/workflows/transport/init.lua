@@ -65,10 +65,17 @@ local function answers_to(module, choice)
   return false
 end
 
--- The module's transport for `client`, made on first use: by the module itself, or by
--- the driver it names, loaded then.
+-- module -> the function that makes its transports: its own, or its driver's, loaded
+-- with the first transport and kept here, so that no later call asks `require` again.
+local makers = {}
+
+-- The module's transport for `client`, made on first use.
 local function transport_for(module, client)
-  local make = module.transport_for or require(module.driver).transport_for
+  local make = makers[module]
+  if not make then
+    make = module.transport_for or require(module.driver).transport_for
+    makers[module] = make
+  end
   return make(client)
 end
 
