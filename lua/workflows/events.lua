@@ -3,7 +3,8 @@
 --
 -- Emitters build no table unless someone listens: every emission is guarded with
 -- `if ctx.on_event then ... end`, and ctx.on_event is nil when neither the hook nor
--- the debug line is on. A hook that raises never breaks a call or a walk: the
+-- the debug line is on; nor do they load this module, which comes with the first
+-- client something listens to. A hook that raises never breaks a call or a walk: the
 -- failure is counted (client:event_failures()) and reported once.
 
 local errors = require "workflows.errors"

@@ -66,11 +66,13 @@ function M.of(config)
     Identity)
 end
 
--- What a failure to use the identity reads as, in every transport.
+-- What a failure to use the identity (or a table { cert, key }) reads as, in every
+-- transport; also identity:unusable(), for code that did not load this module.
 function M.unusable(identity)
   return format('the client certificate could not be used: client_cert %q, client_key %q '
     .. '(a wrong client_key_password, or a key that is not the certificate\'s)',
     identity.cert, identity.key)
 end
+Identity.unusable = M.unusable
 
 return M

@@ -14,10 +14,7 @@ local request = require "workflows.request"
 local pager = require "workflows.pager"
 local retry = require "workflows.retry"
 local transport = require "workflows.transport"
-local tasks = require "workflows.tasks"
 local proxy = require "workflows.proxy"
-local identity = require "workflows.identity"
-local events = require "workflows.events"
 local budget = require "workflows.budget"
 local header_lines = require("workflows.production_options").header_lines
 
@@ -60,6 +57,28 @@ local function context_or_raise(client, method)
   return ctx
 end
 
+-- workflows.events, loaded with the first client that something listens to.
+local events
+
+-- The function that takes every event of the client of `ctx`, or nil when nothing
+-- listens (`hook`: the on_event option; WORKFLOWS_DEBUG=1). Emitters build no event
+-- where nothing listens, so such a client never needs workflows.events.
+local function event_dispatcher(ctx, hook)
+  if not hook and not ctx.debug then return nil end
+  events = events or require "workflows.events"
+  return events.dispatcher(ctx, hook, ctx.debug)
+end
+
+-- The client certificate of the checked options: false when none of its options is
+-- given (and workflows.identity is not loaded), or what workflows.identity.of says.
+local function identity_of(config)
+  if config.client_cert == nil and config.client_key == nil
+      and config.client_key_password == nil then
+    return false
+  end
+  return require("workflows.identity").of(config)
+end
+
 local function default_user_agent()
   return format("lua-workflows/%s libcurl/%s", M.VERSION, core.curl_version)
 end
@@ -78,8 +97,25 @@ end
 local function close_context(ctx)
   if ctx.closed then return end
   ctx.closed = true
-  ctx.tasks:cancel_all(errors.invalid_argument(CLOSED), ctx.tasks:running())
+  local tasks = ctx.tasks
+  if tasks then tasks:cancel_all(errors.invalid_argument(CLOSED), tasks:running()) end
   transport.close_all(ctx)
+end
+
+-- workflows.tasks, loaded with the first task of any client.
+local tasks_module
+
+-- The client's tasks, made with its first one: a client that never spawns, calls
+-- back or watches with on_event has none, and a program whose clients do none of
+-- that never loads workflows.tasks.
+local function tasks_of(ctx)
+  local tasks = ctx.tasks
+  if not tasks then
+    tasks_module = tasks_module or require "workflows.tasks"
+    tasks = tasks_module.registry(ctx.loop, function(task) transport.release_task(ctx, task) end)
+    ctx.tasks = tasks
+  end
+  return tasks
 end
 
 -- The client was collected without client:close(). This runs in a finalizer, in
@@ -125,7 +161,7 @@ function M.new(given)
   if config.user_agent == nil then config.user_agent = default_user_agent() end
   local route, route_problem = proxy.route(config, getenv)
   if route == nil then misuse(route_problem) end
-  local client_identity, identity_problem = identity.of(config)
+  local client_identity, identity_problem = identity_of(config)
   if client_identity == nil then misuse(identity_problem) end
   --[[ The client's state, which each layer gets (doc/transport.md names what a
   transport reads of it):
@@ -134,7 +170,7 @@ function M.new(given)
     debug          WORKFLOWS_DEBUG=1: one stderr line per attempt
     random         the retry jitter's source
     loop           the libuv binding, or nil
-    tasks          the client's tasks (workflows.tasks)
+    tasks          the client's tasks (workflows.tasks), made with the first; nil before
     transports     name -> the client's own transport of that module, made on first use
     closed         client:close() ran, or the client was collected
     route          the proxy of every request (workflows.proxy), or false
@@ -161,10 +197,10 @@ function M.new(given)
     secrets = { config.token or false, route and route.password or false,
       config.client_key_password or false },
     header_lines = header_lines(config.headers),
+    event_failures = 0,
   }
-  ctx.on_event = events.dispatcher(ctx, config.on_event, ctx.debug)
+  ctx.on_event = event_dispatcher(ctx, config.on_event)
   ctx.shared, ctx.budget = shared_and_budget(config)
-  ctx.tasks = tasks.registry(ctx.loop, function(task) transport.release_task(ctx, task) end)
   local client = setmetatable({}, Client)
   contexts[client] = ctx
   guards[client] = collection_guard(ctx)
@@ -181,6 +217,7 @@ local function list_page(ctx, id, given)
     request.deadline_in(call.deadline or config.deadline))
   transport.await(job, { job })
   if job.err then return nil, job.err end
+  -- `events` is loaded: only event_dispatcher gives a client an on_event
   if ctx.on_event then events.page(ctx, job, job.page) end
   return job.page
 end
@@ -202,7 +239,7 @@ function Client:list_runs(id, given, callback)
     return nil, errors.invalid_argument(format("callback must be a function (got %s)",
       options.describe(callback)))
   end
-  return ctx.tasks:spawn(self, function() callback(list_page(ctx, id, given)) end)
+  return tasks_of(ctx):spawn(self, function() callback(list_page(ctx, id, given)) end)
 end
 
 -- The checked options of a walk or a watch (`check` is options.walk_call or
@@ -303,7 +340,7 @@ function Client:watch(id, given, on_event)
     if stopped or (not ok and type(err) == "table" and err.kind == "cancelled") then return end
     on_event(nil, (not ok) and err or nil)
   end
-  return ctx.tasks:spawn(self, body, on_done)
+  return tasks_of(ctx):spawn(self, body, on_done)
 end
 
 -- Runs `body` as a task on the client's loop: every wait inside it yields to the
@@ -320,7 +357,7 @@ function Client:spawn(body, on_done)
   if not ctx.loop then
     misuse("client:spawn needs a loop: workflows.new { loop = vim.uv or vim.loop or require \"luv\" }")
   end
-  return ctx.tasks:spawn(self, body, on_done)
+  return tasks_of(ctx):spawn(self, body, on_done)
 end
 
 -- Transfers in flight on this client's connections, from every call and walk.

@@ -6,14 +6,22 @@ local errors = require "workflows.errors"
 local retry = require "workflows.retry"
 local core = require "workflows.core"
 local proxy = require "workflows.proxy"
-local identity = require "workflows.identity"
-local events = require "workflows.events"
 
 local tostring = tostring
 local min, huge = math.min, math.huge
 local format, concat = string.format, table.concat
 
 local M = {}
+
+-- workflows.events, loaded with the first event: where nothing listens (ctx.on_event
+-- nil) no event is built, and a plain walk never loads it.
+local events
+
+-- A URL as events show it.
+local function event_url(ctx, url)
+  events = events or require "workflows.events"
+  return events.url(ctx, url)
+end
 
 --[[ A job is a table:
   ctx           the client's context: config, debug, random
@@ -84,7 +92,7 @@ local function start_attempt(job, t)
   job.retry_at = nil
   local route, client_identity = ctx.route, ctx.identity
   if ctx.on_event then
-    ctx.on_event { type = "attempt_start", method = "GET", url = events.url(ctx, job.url),
+    ctx.on_event { type = "attempt_start", method = "GET", url = event_url(ctx, job.url),
       attempt = job.attempts, transport = job.transport.name, window = job.window }
   end
   job.attempt = job.transport:start {
@@ -110,7 +118,7 @@ local function attempt_event(job, outcome)
   local ctx = job.ctx
   local request_id = outcome.request_id
   if outcome.ok then request_id = outcome.page.requestId end
-  ctx.on_event { type = "attempt", method = "GET", url = events.url(ctx, job.url),
+  ctx.on_event { type = "attempt", method = "GET", url = event_url(ctx, job.url),
     status = outcome.status, kind = outcome.ok and "ok" or outcome.kind,
     elapsed = outcome.elapsed, bytes = outcome.bytes or 0, attempt = job.attempts,
     request_id = request_id, transport = job.transport.name, window = job.window,
@@ -125,7 +133,7 @@ local function explained(outcome, ctx)
   outcome = proxy.explained(outcome, ctx.route)
   if ctx.identity and not outcome.ok and (outcome.client_cert_problem
       or outcome.curl_code == CURLE_SSL_CERTPROBLEM) then
-    outcome.message, outcome.tls = identity.unusable(ctx.identity), true
+    outcome.message, outcome.tls = ctx.identity:unusable(), true
   end
   return outcome
 end
@@ -143,7 +151,7 @@ local function budget_allows(job, outcome)
   local ctx = job.ctx
   if ctx.on_event then
     local tokens, reserve, ratio, shared = budget:state()
-    ctx.on_event { type = "budget", url = events.url(ctx, job.url), attempt = job.attempts,
+    ctx.on_event { type = "budget", url = event_url(ctx, job.url), attempt = job.attempts,
       why = retry_reason(outcome), tokens = tokens, reserve = reserve, ratio = ratio,
       shared = shared }
   end
@@ -186,7 +194,7 @@ local function collect(job, t)
   if not budget_allows(job, outcome) then return finish(job, nil, err) end
   job.retry_at = t + wait
   if ctx.on_event then
-    ctx.on_event { type = "retry", url = events.url(ctx, job.url), attempt = job.attempts,
+    ctx.on_event { type = "retry", url = event_url(ctx, job.url), attempt = job.attempts,
       delay = wait, why = retry_reason(outcome), retry_after = asked }
   end
   if outcome.status == 429 or outcome.status == 503 or outcome.retry_after then

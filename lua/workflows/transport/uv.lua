@@ -9,9 +9,10 @@ local M = {}
 M.names = { "curl" }   -- libcurl too, on the client's loop
 
 -- Serves the tasks of a client made with a loop (client:spawn, the callback form of
--- list_runs).
+-- list_runs). A client has no tasks (nil) before its first.
 function M.claims(client)
-  return client.loop ~= nil and client.tasks:running() ~= nil
+  local tasks = client.tasks
+  return client.loop ~= nil and tasks ~= nil and tasks:running() ~= nil
 end
 
 function M.found(client) return client.transports.uv end
