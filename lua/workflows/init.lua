@@ -16,7 +16,6 @@ local retry = require "workflows.retry"
 local transport = require "workflows.transport"
 local proxy = require "workflows.proxy"
 local budget = require "workflows.budget"
-local header_lines = require("workflows.production_options").header_lines
 
 local setmetatable, getmetatable, error, type, pcall, require = setmetatable, getmetatable, error,
   type, pcall, require
@@ -67,6 +66,13 @@ local function event_dispatcher(ctx, hook)
   if not hook and not ctx.debug then return nil end
   events = events or require "workflows.events"
   return events.dispatcher(ctx, hook, ctx.debug)
+end
+
+-- The "Name: value" lines of the headers option, or nil; workflows.production_options
+-- is loaded only for a client given headers.
+local function header_lines(headers)
+  if headers == nil then return nil end
+  return require("workflows.production_options").header_lines(headers)
 end
 
 -- The client certificate of the checked options: false when none of its options is

@@ -6,7 +6,6 @@ local floor, huge, min, max = math.floor, math.huge, math.min, math.max
 local format, find, lower = string.format, string.find, string.lower
 local sub, gsub, byte = string.sub, string.gsub, string.byte
 local sort, concat = table.sort, table.concat
-local production = require "workflows.production_options"
 
 local M = {}
 
@@ -188,12 +187,21 @@ local function offset_problem(value)
 end
 local OFFSET = { "offset", offset_value, "a non-negative integer", problem = offset_problem }
 local MAX = { "max", positive_integer, "a positive integer" }
-local ON_EVENT = { "on_event", production.is_function, "a function" }
-local HEADERS = { "headers", production.valid_headers, "a table of header names to strings",
-  problem = production.headers_problem }
-local RETRY_BUDGET = { "retry_budget", production.valid_budget,
+-- The checks of on_event, headers and retry_budget (workflows.production_options),
+-- loaded with the first client given one of them.
+local production
+local function production_check(name)
+  return function(value)
+    production = production or require "workflows.production_options"
+    return production[name](value)
+  end
+end
+local ON_EVENT = { "on_event", production_check("is_function"), "a function" }
+local HEADERS = { "headers", production_check("valid_headers"),
+  "a table of header names to strings", problem = production_check("headers_problem") }
+local RETRY_BUDGET = { "retry_budget", production_check("valid_budget"),
   "true, false or a table { ratio = 0..1, reserve = a positive number }",
-  problem = production.budget_problem }
+  problem = production_check("budget_problem") }
 local SHARED_DICT = { "shared_dict", non_empty_string, "the name of a lua_shared_dict" }
 -- A watch polls at most ten times a second: a shorter interval only loads the server.
 local SHORTEST_INTERVAL = 0.1
