@@ -32,7 +32,7 @@ describe("core.id_set", function()
     end)
   end)
 
-  describe("add_after_anchor(), over a walk's usual page", function()
+  describe("take_after_anchor(), over a walk's usual page", function()
     local function runs_of(...)
       local runs = {}
       for i, id in ipairs { ... } do runs[i] = { id = id ~= "" and id or nil, n = i } end
@@ -46,19 +46,26 @@ describe("core.id_set", function()
       return numbers
     end
 
-    it("adds the runs after the anchor, as add_runs would, keeping runs without an id", function()
+    local function copy(runs)
+      local copied = {}
+      for i, run in ipairs(runs) do copied[i] = run end
+      return copied
+    end
+
+    it("takes the anchor out and adds the runs after it, as add_runs would", function()
       local seen, by_add_runs = id_set(100), id_set(100)
       for _, set in ipairs { seen, by_add_runs } do set:add_runs(runs_of("x", "a"), 1, 6) end
       local runs = runs_of("a", "b", "", "c")
-      local added, last = seen:add_after_anchor(runs, 8)
+      local listed = copy(runs)
       local expected, expected_last = by_add_runs:add_runs(runs, 2, 8)
-      assert.same(expected, added)
-      assert.equal(expected_last, last)
-      assert.same({ runs[2], runs[3], runs[4] }, added)
+      assert.equal(expected_last, seen:take_after_anchor(runs, 8))
+      assert.same(expected, runs)
+      assert.same({ listed[2], listed[3], listed[4] }, runs)
+      assert.equal(3, #runs)
       assert.same({ 7, 8, 9, 10 }, numbers_of(seen, { "x", "a", "b", "c" }))
     end)
 
-    it("changes nothing for any other page", function()
+    it("leaves the set and the runs as they were for any other page", function()
       local seen = id_set(100)
       seen:add_runs(runs_of("x", "a"), 1, 0)
       local ids = { "x", "a", "b", "c", "d" }
@@ -66,32 +73,41 @@ describe("core.id_set", function()
         runs_of("x", "b", "c"),        -- the first run was handed out, but is not the anchor
         runs_of("b", "a", "c"),        -- the anchor, not first
         runs_of("a", "b", "x", "c"),   -- a run after the anchor was handed out already
-        runs_of("a", "b", "c", "b"),   -- a run listed twice
+        runs_of("a", "b", "c", "d", "b"),  -- a run listed twice, found with runs moved
+        runs_of("a", "x"),             -- found before any run moved
         runs_of("", "b"),              -- no anchor at all
         {},
       }
       for i, runs in ipairs(pages) do
-        assert.is_nil(seen:add_after_anchor(runs, 2), "page " .. i)
+        local listed = copy(runs)
+        assert.is_nil(seen:take_after_anchor(runs, 2), "page " .. i)
+        assert.same(listed, runs, "page " .. i)
+        for at, run in ipairs(listed) do assert.equal(run, runs[at], "page " .. i) end
         assert.same({ 1, 2, false, false, false }, numbers_of(seen, ids), "page " .. i)
       end
-      assert.same({ { runs_of("a", "b")[2] }, 3 }, { seen:add_after_anchor(runs_of("a", "b"), 2) })
+      local runs = runs_of("a", "b")
+      local b = runs[2]
+      assert.equal(3, seen:take_after_anchor(runs, 2))
+      assert.equal(b, runs[1])
+      assert.equal(1, #runs)
     end)
 
     it("leaves the set whole when it gives a page back, among many colliding ids", function()
       -- a small capacity keeps the table small: the ids given back share probe runs
       -- with those that stay
       local seen = id_set(600)
-      local kept, page = {}, { { id = "run_0" } }
+      local kept = {}
       for i = 1, 300 do kept[i] = "run_" .. i end
       seen:add_runs(runs_of("run_0", (table.unpack or unpack)(kept)), 1, 0)
+      local page = { { id = "run_300" } }
       for i = 1, 250 do page[i + 1] = { id = "given_back_" .. i } end
-      page[252] = { id = "run_300" }  -- handed out: the page goes back whole
-      assert.is_nil(seen:add_after_anchor(page, 301))
+      page[252] = { id = "run_299" }  -- handed out: the page goes back whole
+      assert.is_nil(seen:take_after_anchor(page, 301))
+      assert.equal(252, #page)
       page = { { id = "run_300" } }
       for i = 1, 250 do page[i + 1] = { id = "new_" .. i } end
-      local added, last = seen:add_after_anchor(page, 301)
-      assert.equal(250, #added)
-      assert.equal(551, last)
+      assert.equal(551, seen:take_after_anchor(page, 301))
+      assert.equal(250, #page)
       for i = 1, 300 do assert.equal(i + 1, seen:number(kept[i]), kept[i]) end
       for i = 1, 250 do
         assert.equal(301 + i, seen:number("new_" .. i))
@@ -102,9 +118,9 @@ describe("core.id_set", function()
     it("gives back a page whose ids would not fit in the current generation", function()
       local seen = id_set(4)
       seen:add_runs(runs_of("a", "b"), 1, 0)
-      assert.is_nil(seen:add_after_anchor(runs_of("b", "c", "d", "e"), 2))
+      assert.is_nil(seen:take_after_anchor(runs_of("b", "c", "d", "e"), 2))
       assert.is_nil(seen:number("c"))
-      assert.equal(4, select(2, seen:add_after_anchor(runs_of("b", "c", "d"), 2)))
+      assert.equal(4, seen:take_after_anchor(runs_of("b", "c", "d"), 2))
     end)
   end)
 

@@ -315,21 +315,33 @@ static void generation_truncate(generation *g, size_t count) {
   }
 }
 
+/* Runs 1 .. moved - 1 of `runs` (at index 2) go back up one place, the anchor (at 5) first. */
+static void put_back_anchor(lua_State *L, lua_Integer moved) {
+  lua_Integer j;
+  for (j = moved - 1; j >= 1; j--) {
+    lua_rawgeti(L, 2, (int)j);
+    lua_rawseti(L, 2, (int)(j + 1));
+  }
+  lua_pushvalue(L, 5);
+  lua_rawseti(L, 2, 1);
+}
+
 /*
-** set:add_after_anchor(runs, number) -> added, last_number | nil
+** set:take_after_anchor(runs, number) -> last_number | nil
 **
 ** A walk's usual page: it starts on the anchor, the run handed out last (under
 ** `number`), and every run after it is new. Then this adds their ids under number + 1,
-** + 2, ... and returns them (with the runs that have no id) in a new array, in one
-** look at each id where last_known and add_runs take two. Any other page (the anchor
+** + 2, ..., takes the anchor out of `runs` (the others move down one place, the runs
+** without an id among them) and returns the last number used: one look at each id
+** where last_known and add_runs take two, and no new array. Any other page (the anchor
 ** elsewhere or missing, a run after it already here or listed twice), or one that
-** would fill the current generation, changes nothing and gets nil: the caller then
+** would fill the current generation, is left as it was and gets nil: the caller then
 ** looks at it with last_known and add_runs.
 */
-static int id_set_add_after_anchor(lua_State *L) {
+static int id_set_take_after_anchor(lua_State *L) {
   id_set *set = check_set(L);
   lua_Integer number = luaL_checkinteger(L, 3);
-  lua_Integer i, last, count = 0;
+  lua_Integer i, last;
   generation *g = &set->current;
   size_t count_before = g->count;
   id_key key;
@@ -346,8 +358,7 @@ static int id_set_add_after_anchor(lua_State *L) {
       anchor = set_find(set, hash_bytes(set->seed, key.bytes, key.length), &key);
   }
   if (anchor == NULL || anchor->number != number) return 0;
-  lua_settop(L, 4);
-  lua_createtable(L, (int)(last - 1), 0);     /* 5: added */
+  lua_settop(L, 5);
   for (i = 2; i <= last; i++) {
     if (wf_rawgeti(L, 2, (int)i) == LUA_TTABLE) {   /* 6: the run, 7: its id */
       lua_pushvalue(L, 4);
@@ -356,16 +367,19 @@ static int id_set_add_after_anchor(lua_State *L) {
         uint64_t hash = hash_bytes(set->seed, key.bytes, key.length);
         if (set_find(set, hash, &key) != NULL) {
           generation_truncate(g, count_before);
+          put_back_anchor(L, i - 1);
           return 0;
         }
         set_add(L, set, hash, &key, ++number);
       }
       lua_pop(L, 1);
     }
-    lua_rawseti(L, 5, (int)++count);
+    lua_rawseti(L, 2, (int)(i - 1));
   }
+  lua_pushnil(L);
+  lua_rawseti(L, 2, (int)last);
   lua_pushinteger(L, number);
-  return 2;
+  return 1;
 }
 
 /* set:capacity() -> how many ids it remembers at least */
@@ -399,7 +413,7 @@ static const luaL_Reg id_set_methods[] = {
   { "number", id_set_number },
   { "last_known", id_set_last_known },
   { "add_runs", id_set_add_runs },
-  { "add_after_anchor", id_set_add_after_anchor },
+  { "take_after_anchor", id_set_take_after_anchor },
   { "capacity", id_set_capacity },
   { "release", id_set_release },
   { NULL, NULL }

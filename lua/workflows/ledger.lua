@@ -17,8 +17,9 @@
 --
 -- A page is known by its job (workflows.request): the ledger reads `job.page`,
 -- and the `offset`, `drift` and `anchored` it gave the job when it planned the
--- page; on the usual page, `place` leaves on the job (`added`, `added_last`) the
--- runs it took already, for `accept`. Where following the listing could loop or
+-- page; on the usual page, `place` takes the runs at once (the page's items are
+-- then those runs) and leaves on the job, for `accept`, the number of the last
+-- (`taken_through`). Where following the listing could loop or
 -- leave a gap, a function returns the problem as a message, and the pager ends
 -- the walk with it.
 
@@ -165,10 +166,10 @@ function Ledger:place(job)
   local items, offset = job.page.items, job.offset
   if self.handed == 0 then return 0 end
   -- the usual page, on the anchor with only new runs after it: placed and taken at once
-  local added, handed = self.seen:add_after_anchor(items, self.handed)
-  if added then
+  local handed = self.seen:take_after_anchor(items, self.handed)
+  if handed then
     self.forwards = 0
-    job.added, job.added_last = added, handed
+    job.taken_through = handed
     observe_drift(self, job, job.drift)
     return 1
   end
@@ -226,9 +227,8 @@ end
 local function take(ledger, job, index)
   local page = job.page
   page.offset = job.offset + index  -- where its first run stands in the listing
-  if job.added then
-    page.items, ledger.handed = job.added, job.added_last
-    job.added = nil
+  if job.taken_through then
+    ledger.handed, job.taken_through = job.taken_through, nil
   else
     page.items, ledger.handed = ledger.seen:add_runs(page.items, index + 1, ledger.handed)
   end
@@ -258,7 +258,8 @@ end
 -- nothing new.
 function Ledger:accept(job, index, next_in_flight)
   local page = job.page
-  local count = #page.items
+  -- the runs the page listed: `place` may have taken out its anchor already
+  local count = job.taken_through and #page.items + 1 or #page.items
   self.backups = 0
   if count > index then adopt_page_size(self, page) end
   local handed_before = self.handed
