@@ -160,6 +160,74 @@ describe("core.decode_page", function()
     assert_integer(run.u, "u")
   end)
 
+  -- The text is searched for colons 64 bytes at a time, the last bytes one at a time:
+  -- a member's colon, its value and the blanks between them may fall on either side
+  -- of a block's edge, or in the last bytes of the body.
+  describe("wherever a member falls in the text", function()
+    local MEMBERS = {
+      ['"x":null'] = function(run) assert.is_nil(run.x) end,
+      ['"x":12'] = function(run) assert_integer(run.x, "x") end,
+      ['"x":[null,3]'] = function(run) assert.is_nil(run.x[1]); assert_integer(run.x[2], "x[2]") end,
+      ['"x" : null'] = function(run) assert.is_nil(run.x) end,
+      ['"x": null'] = function(run) assert.is_nil(run.x) end,
+      ['"x"\t:\n12'] = function(run) assert_integer(run.x, "x") end,
+      ['"x":\r\n12'] = function(run) assert_integer(run.x, "x") end,
+      ['"x":"a\\":1","y":null'] = function(run)
+        assert.equal('a":1', run.x)
+        assert.is_nil(run.y)
+      end,
+    }
+
+    -- A page of one run, its member after `pad` bytes of id and before `blanks` at the end.
+    local function page_around(member, pad, blanks)
+      return '{"code":200,"data":{"hasMore":false,"limit":1,"offset":0,"items":[{"id":"'
+        .. ("r"):rep(pad) .. '",' .. member .. '}]}}' .. (" "):rep(blanks)
+    end
+
+    it("normalizes it at every offset of the first blocks", function()
+      for member, check in pairs(MEMBERS) do
+        for pad = 0, 140 do
+          local page = decode(page_around(member, pad, 0))
+          check(page.items[1])
+          assert_normal(page.items, member .. " after " .. pad .. " bytes")
+        end
+      end
+    end)
+
+    it("normalizes it at every distance from the end of the body", function()
+      for member, check in pairs(MEMBERS) do
+        for blanks = 0, 70 do
+          for _, pad in ipairs { 0, 1, 63 } do
+            local page = decode(page_around(member, pad, blanks))
+            check(page.items[1])
+            assert_normal(page.items, member .. " before " .. blanks .. " blanks")
+          end
+        end
+      end
+    end)
+
+    it("normalizes it in bodies about as long as a block", function()
+      local x_is_2 = function(run) assert_integer(run.x, "x") end
+      local x_is_nil = function(run) assert.is_nil(run.x) end
+      for _, case in ipairs {   -- a body of 65 bytes or fewer is searched one byte at a time
+        { 64, '{"data":{"hasMore":true,"items":[{"x":2}],"limit":0,"offset":0}}', x_is_2 },
+        { 65, '{"data":{"hasMore":true,"items":[{"x": 2}],"limit":0,"offset":0}}', x_is_2 },
+        { 65, '{"data":{"hasMore":true,"items":[{"x" :2}],"limit":0,"offset":0}}', x_is_2 },
+        { 65, '{"data":{"hasMore":false,"items":[{"x":2}],"limit":0,"offset":0}}', x_is_2 },
+        { 66, '{"data":{"hasMore":false,"items":[{"x": 2}],"limit":0,"offset":0}}', x_is_2 },
+        { 67, '{"data":{"hasMore":true,"items":[{"x":null}],"limit":0,"offset":0}}', x_is_nil },
+        { 68, '{"data":{"hasMore":true,"items":[{"x" :null}],"limit":0,"offset":0}}', x_is_nil },
+      } do
+        local length, body, check = case[1], case[2], case[3]
+        assert.equal(length, #body)
+        local page = decode(body)
+        assert.equal(1, #page.items)
+        check(page.items[1])
+        assert_normal(page.items, body)
+      end
+    end)
+  end)
+
   it("normalizes a full page of 100 runs, as the API sends them", function()
     local runs = {}
     for i = 1, 100 do

@@ -8,10 +8,22 @@
 ** number as a float on Lua 5.3+, and it decodes null as a lightuserdata sentinel.
 */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "private.h"
+
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#include <emmintrin.h>
+#define WF_SSE2_SCAN 1
+#endif
+
+#if defined(__GNUC__)
+#define WF_NOINLINE __attribute__((noinline))
+#else
+#define WF_NOINLINE
+#endif
 
 /* Registry key of the private instance's decode function. */
 static const char DECODE_KEY = 'd';
@@ -163,51 +175,102 @@ static void normalize_table(lua_State *L, int t) {
   }
 }
 
-/* Object members whose value is a number, a null, an object or an array. */
-typedef struct member_counts { size_t numbers, nulls, nested; } member_counts;
-
-/* What a byte says about the JSON value it begins. */
-enum { OTHER_VALUE, NUMBER_VALUE, NULL_VALUE, NESTED_VALUE, JSON_SPACE };
+/* What a byte says about the value it begins: strings and booleans go uncounted. */
+enum { COUNTED_VALUE, UNCOUNTED_VALUE, JSON_SPACE };
 static const unsigned char VALUE_KIND[256] = {
-  ['0'] = NUMBER_VALUE, ['1'] = NUMBER_VALUE, ['2'] = NUMBER_VALUE, ['3'] = NUMBER_VALUE,
-  ['4'] = NUMBER_VALUE, ['5'] = NUMBER_VALUE, ['6'] = NUMBER_VALUE, ['7'] = NUMBER_VALUE,
-  ['8'] = NUMBER_VALUE, ['9'] = NUMBER_VALUE, ['-'] = NUMBER_VALUE, ['n'] = NULL_VALUE,
-  ['{'] = NESTED_VALUE, ['['] = NESTED_VALUE, [' '] = JSON_SPACE, ['\t'] = JSON_SPACE,
-  ['\n'] = JSON_SPACE, ['\r'] = JSON_SPACE
+  ['"'] = UNCOUNTED_VALUE, ['t'] = UNCOUNTED_VALUE, ['f'] = UNCOUNTED_VALUE,
+  [' '] = JSON_SPACE, ['\t'] = JSON_SPACE, ['\n'] = JSON_SPACE, ['\r'] = JSON_SPACE
 };
 
 /*
-** Counts, in the text, the colons that follow a closing quote and precede a number,
-** a null or a nested value. Every such object member has one; a colon inside a
-** string ("08:57:58") follows no quote, or an escaped one, which only counts too many.
-** A JSON object's text never begins with a colon, so p - 1 stays inside it.
+** Whether the colon at `colon` (start < colon < end) may be that of an object member
+** whose value is a number, a null, an object or an array: the colon follows a quote
+** and precedes neither a quote, t nor f, blanks aside. Every such member's colon
+** passes; a colon inside a string ("08:57:58") follows no quote, or an escaped one,
+** which only counts too many. A value cjson reads as a number from other bytes
+** (NaN, were it allowed) is counted too.
 */
-static void count_text_members(const char *body, size_t len, member_counts *c) {
-  const unsigned char *start = (const unsigned char *)body, *end = start + len, *p = start + 1;
-  size_t counts[JSON_SPACE + 1] = { 0 };
-  while ((p = memchr(p, ':', (size_t)(end - p))) != NULL) {
-    const unsigned char *before = p - 1, *value = ++p;
-    if (*before != '"') {
-      while (before > start && VALUE_KIND[*before] == JSON_SPACE) before--;
-      if (*before != '"') continue;
-    }
-    while (value < end && VALUE_KIND[*value] == JSON_SPACE) value++;
-    if (value == end) break;
-    counts[VALUE_KIND[*value]]++;
-  }
-  c->numbers = counts[NUMBER_VALUE], c->nulls = counts[NULL_VALUE];
-  c->nested = counts[NESTED_VALUE];
+static int is_counted_spaced_member(const unsigned char *start, const unsigned char *end,
+                                    const unsigned char *colon) {
+  const unsigned char *before = colon - 1, *value = colon + 1;
+  while (before > start && VALUE_KIND[*before] == JSON_SPACE) before--;
+  if (*before != '"') return 0;
+  while (value < end && VALUE_KIND[*value] == JSON_SPACE) value++;
+  return value < end && VALUE_KIND[*value] == COUNTED_VALUE;
 }
 
-/* Adds the members of table t to `c`, by the type of their value. */
-static void count_table_members(lua_State *L, int t, member_counts *c) {
+/* The same, the usual colons first: those without blanks around, those inside strings. */
+static inline int is_counted_member(const unsigned char *start, const unsigned char *end,
+                                    const unsigned char *colon) {
+  unsigned char before = colon[-1];
+  if (before == '"' && colon + 1 < end) {
+    unsigned char kind = VALUE_KIND[colon[1]];
+    if (kind != JSON_SPACE) return kind == COUNTED_VALUE;
+  } else if (VALUE_KIND[before] != JSON_SPACE) {
+    return 0;
+  }
+  return is_counted_spaced_member(start, end, colon);
+}
+
+#ifdef WF_SSE2_SCAN
+/* Bit i set: p[i] is a colon, for i in 0..15. */
+static inline unsigned colons_in_16(const unsigned char *p) {
+  __m128i block = _mm_loadu_si128((const __m128i *)p);
+  return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(block, _mm_set1_epi8(':')));
+}
+
+/* Bit i set: p[i] is a colon, for i in 0..63. */
+static inline uint64_t colons_in_64(const unsigned char *p) {
+  return colons_in_16(p) | (uint64_t)colons_in_16(p + 16) << 16 |
+         (uint64_t)colons_in_16(p + 32) << 32 | (uint64_t)colons_in_16(p + 48) << 48;
+}
+#endif
+
+/*
+** The colons of the text that is_counted_member counts. A colon comes every 20 bytes
+** or so, and a memchr call per colon costs more than the search itself: where SSE2 is
+** at hand (every x86-64), 64 bytes are searched at once and their colons taken lowest
+** first, with is_counted_member's test written out. Those blocks end before the last
+** byte, so that colon + 1 is inside the text; memchr does the rest, and all of it
+** elsewhere. A JSON object's text never begins with a colon: the search starts at its
+** second byte. Kept out of line: inlined, it crowds wf_push_page's registers.
+*/
+WF_NOINLINE static size_t count_text_members(const char *body, size_t len) {
+  const unsigned char *start = (const unsigned char *)body, *end = start + len, *p = start + 1;
+  size_t count = 0;
+#ifdef WF_SSE2_SCAN
+  for (; end - p > 64; p += 64) {
+    uint64_t found;
+    for (found = colons_in_64(p); found != 0; found &= found - 1) {
+      const unsigned char *colon = p + (unsigned)__builtin_ctzll(found);
+      unsigned kind;
+      if (colon[-1] == '"') {
+        kind = VALUE_KIND[colon[1]];
+        count += kind == COUNTED_VALUE;
+        if (kind == JSON_SPACE) count += is_counted_spaced_member(start, end, colon);
+      } else if (VALUE_KIND[colon[-1]] == JSON_SPACE) {
+        count += is_counted_spaced_member(start, end, colon);
+      }
+    }
+  }
+#endif
+  while (p < end && (p = memchr(p, ':', (size_t)(end - p))) != NULL) {
+    count += is_counted_member(start, end, p);
+    p++;
+  }
+  return count;
+}
+
+/* The members of table t whose value is a number, a null or a table. */
+static size_t count_table_members(lua_State *L, int t) {
+  size_t count = 0;
   lua_pushnil(L);
   while (lua_next(L, t)) {
     int type = lua_type(L, -1);
-    c->numbers += type == LUA_TNUMBER, c->nulls += type == LUA_TLIGHTUSERDATA;
-    c->nested += type == LUA_TTABLE;
+    count += type == LUA_TNUMBER || type == LUA_TLIGHTUSERDATA || type == LUA_TTABLE;
     lua_pop(L, 1);
   }
+  return count;
 }
 
 /* The run fields that hold numbers or, in practice, nulls (API.md's run). */
@@ -218,14 +281,16 @@ static const char *const WATCHED_FIELDS[] = { "workflowVersion", "totalCu", "fin
 /*
 ** Checks that every run of `items` (at the top) is an object, and normalizes them as
 ** normalize_table does: first their watched fields, counting the numbers and nulls
-** met there. The text tells how many numbers, nulls and nested values the members
-** of its objects hold; where the members of `root` and `data` and the watched fields
-** account for all of them, no other member needs a look. Otherwise every member of
-** every run is visited. Returns 0, or the index of the first run not an object.
+** met there. The text tells how many members of its objects hold a number, a null or
+** a nested value, or more (a colon inside a string may add one, never take one away);
+** the members of `root` and `data` of those kinds and the watched fields met are
+** among them. Where the two counts agree, no other member needs a look; otherwise
+** every member of every run is visited. Returns 0, or the index of the first run not
+** an object.
 */
 static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *body,
                                   size_t len) {
-  member_counts text, met = { 0, 0, 0 };
+  size_t met = 0;
   int items = lua_gettop(L), keys = items + 1, run = keys + WATCHED_COUNT, k;
   lua_Integer i, n = (lua_Integer)lua_rawlen(L, items);
   luaL_checkstack(L, 2 * WATCHED_COUNT + 4, "too many runs");
@@ -235,8 +300,8 @@ static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *
     for (k = 0; k < WATCHED_COUNT; k++) {     /* the values stay until the settop */
       lua_pushvalue(L, keys + k);
       switch (wf_rawget(L, run)) {
-        case LUA_TLIGHTUSERDATA: met.nulls++, remove_member(L, run, keys + k); break;
-        case LUA_TNUMBER: met.numbers++, make_integer(L, run, keys + k); break;
+        case LUA_TLIGHTUSERDATA: met++, remove_member(L, run, keys + k); break;
+        case LUA_TNUMBER: met++, make_integer(L, run, keys + k); break;
         default: break;
       }
     }
@@ -244,11 +309,8 @@ static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *
   }
   lua_settop(L, items);
   if (i <= n) return i;
-  count_text_members(body, len, &text);
-  count_table_members(L, root, &met);
-  count_table_members(L, data, &met);
-  if (text.numbers == met.numbers && text.nulls == met.nulls && text.nested == met.nested)
-    return 0;
+  met += count_table_members(L, root) + count_table_members(L, data);
+  if (count_text_members(body, len) == met) return 0;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, items, (int)i);
     normalize_table(L, items + 1);
