@@ -160,6 +160,27 @@ describe("core.decode_page", function()
     assert_integer(run.u, "u")
   end)
 
+  it("refuses a run that is not an object, and names it", function()
+    for _, case in ipairs {
+      { "[1,2]", "an array" }, { "[null]", "an array" }, { '["workflowVersion"]', "an array" },
+      { "[[]]", "an array" }, { "7", "a number" }, { '"run"', "a string" },
+      { "null", "null" }, { "true", "a boolean" },
+    } do
+      local body = page_of { format(RUN, 1, 40, "0"), case[1] }
+      local page, message = core.decode_page(body)
+      assert.is_nil(page, case[1])
+      assert.equal("data.items[2] is " .. case[2] .. ", expected an object", message)
+    end
+  end)
+
+  it("takes an empty array, or an object with none of the usual fields, for a run", function()
+    local page = decode(page_of { "[]", '{"id":"run_2","note":"x"}', "{}" })
+    assert.equal(3, #page.items)
+    assert.is_nil(next(page.items[1]))
+    assert.same({ id = "run_2", note = "x" }, page.items[2])
+    assert.is_nil(next(page.items[3]))
+  end)
+
   -- The text is searched for colons 64 bytes at a time, the last bytes one at a time:
   -- a member's colon, its value and the blanks between them may fall on either side
   -- of a block's edge, or in the last bytes of the body.

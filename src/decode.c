@@ -130,8 +130,10 @@ static const char *json_type_name(lua_State *L, int i) {
   }
 }
 
+/* The range first, so that the cast is defined (and cheaper than floor). */
 static int number_is_integral(lua_Number d) {
-  return d == floor(d) && d >= -MAX_EXACT_INTEGER && d <= MAX_EXACT_INTEGER;
+  return d >= -MAX_EXACT_INTEGER && d <= MAX_EXACT_INTEGER &&
+         d == (lua_Number)(long long)d;
 }
 
 /* Member `key` of table t (its value at the top) is null: removes it. */
@@ -142,10 +144,10 @@ static void remove_member(lua_State *L, int t, int key) {
 }
 
 /* Member `key` of table t (its value at the top) is a number: an integer if integral. */
-static void make_integer(lua_State *L, int t, int key) {
+static inline void make_integer(lua_State *L, int t, int key) {
 #if WF_HAS_INTEGERS
   lua_Number d = lua_tonumber(L, -1);
-  if (!lua_isinteger(L, -1) && number_is_integral(d)) {
+  if (number_is_integral(d) && !lua_isinteger(L, -1)) {
     lua_pushvalue(L, key);
     lua_pushinteger(L, (lua_Integer)d);
     lua_rawset(L, t);
@@ -285,8 +287,9 @@ static const char *const WATCHED_FIELDS[] = { "workflowVersion", "totalCu", "fin
 ** a nested value, or more (a colon inside a string may add one, never take one away);
 ** the members of `root` and `data` of those kinds and the watched fields met are
 ** among them. Where the two counts agree, no other member needs a look; otherwise
-** every member of every run is visited. Returns 0, or the index of the first run not
-** an object.
+** every member of every run is visited. A run without any watched field is checked
+** for being an array only then, an array having none. Returns 0, or the index of
+** the first run not an object.
 */
 static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *body,
                                   size_t len) {
@@ -296,15 +299,18 @@ static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *
   luaL_checkstack(L, 2 * WATCHED_COUNT + 4, "too many runs");
   for (k = 0; k < WATCHED_COUNT; k++) lua_pushstring(L, WATCHED_FIELDS[k]);
   for (i = 1; i <= n; i++) {
-    if (wf_rawgeti(L, items, (int)i) != LUA_TTABLE || lua_rawlen(L, run) > 0) break;
+    int fields = 0;                           /* watched fields the run has */
+    if (wf_rawgeti(L, items, (int)i) != LUA_TTABLE) break;
     for (k = 0; k < WATCHED_COUNT; k++) {     /* the values stay until the settop */
       lua_pushvalue(L, keys + k);
       switch (wf_rawget(L, run)) {
-        case LUA_TLIGHTUSERDATA: met++, remove_member(L, run, keys + k); break;
-        case LUA_TNUMBER: met++, make_integer(L, run, keys + k); break;
-        default: break;
+        case LUA_TNIL: break;
+        case LUA_TLIGHTUSERDATA: fields++, met++, remove_member(L, run, keys + k); break;
+        case LUA_TNUMBER: fields++, met++, make_integer(L, run, keys + k); break;
+        default: fields++; break;
       }
     }
+    if (fields == 0 && lua_rawlen(L, run) > 0) break;  /* an array has no such field */
     lua_settop(L, run - 1);
   }
   lua_settop(L, items);
