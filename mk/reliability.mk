@@ -5,7 +5,8 @@
 #                                  AddressSanitizer and UndefinedBehaviorSanitizer
 #   make valgrind                  memcheck of a walk, error paths and broken-off walks
 #   make valgrind-core             memcheck of the core's own specs (socket mode driven
-#                                  by luv, core.response_outcome, the id set)
+#                                  by luv, core.response_outcome, the id set,
+#                                  the page decode)
 #   make fuzz FUZZ_SECONDS=60      libFuzzer over the response path for that long
 #
 # Each ends with one line "N passed, M failed" and exits non-zero when M > 0.
@@ -27,7 +28,7 @@ LUA54_LIBS    = $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null || echo -llua5.4
 # Specs of the C core that valgrind-core runs (busted under memcheck; children such as
 # the sandbox run outside it).
 VALGRIND_CORE_SPECS = spec/17-id-set_spec.lua spec/22-core-sockets_spec.lua \
-                      spec/23-core-response-outcome_spec.lua
+                      spec/23-core-response-outcome_spec.lua spec/24-core-decode-runs_spec.lua
 
 .PHONY: setup-reliability test-asan valgrind valgrind-core fuzz fuzzer
 
