@@ -1,5 +1,12 @@
 local id_set = require("workflows.core").id_set
 
+-- A page of runs with these ids ("" for a run without one), each numbered by its place.
+local function runs_of(...)
+  local runs = {}
+  for i, id in ipairs { ... } do runs[i] = { id = id ~= "" and id or nil, n = i } end
+  return runs
+end
+
 describe("core.id_set", function()
   describe("add()", function()
     it("says whether an id is new, and keeps the number it came with", function()
@@ -33,12 +40,6 @@ describe("core.id_set", function()
   end)
 
   describe("take_after_anchor(), over a walk's usual page", function()
-    local function runs_of(...)
-      local runs = {}
-      for i, id in ipairs { ... } do runs[i] = { id = id ~= "" and id or nil, n = i } end
-      return runs
-    end
-
     -- What the set answers for each id, to tell that a refused page changed nothing.
     local function numbers_of(seen, ids)
       local numbers = {}
@@ -125,12 +126,6 @@ describe("core.id_set", function()
   end)
 
   describe("add_runs() and last_known(), over a page of runs", function()
-    local function runs_of(...)
-      local runs = {}
-      for i, id in ipairs { ... } do runs[i] = { id = id ~= "" and id or nil, n = i } end
-      return runs
-    end
-
     it("adds what add() would, in order, keeping runs without an id", function()
       local seen, one_by_one = id_set(3), id_set(3)
       local runs = runs_of("a", "b", "", "b", "c", "d", "a", "e", "f", "", "g")
