@@ -172,6 +172,16 @@ static id_entry *set_find(const id_set *set, uint64_t hash, const id_key *key) {
   return e ? e : generation_find(&set->older, hash, key->bytes, key->length);
 }
 
+/*
+** Pushes the id of the run at stack index `run` (the string "id" at index `name`)
+** and reads it into `key`, as read_key does.
+*/
+static int read_run_id(lua_State *L, int run, int name, id_key *key) {
+  lua_pushvalue(L, name);
+  lua_rawget(L, run);
+  return read_key(L, lua_gettop(L), key);
+}
+
 /* Adds an id known to be absent; raises when memory runs out. */
 static void set_add(lua_State *L, id_set *set, uint64_t hash, const id_key *key,
                     lua_Integer number) {
@@ -246,9 +256,7 @@ static int id_set_last_known(lua_State *L) {
     id_key key;
     id_entry *e = NULL;
     if (wf_rawgeti(L, 2, (int)i) == LUA_TTABLE) {   /* 4: the run, 5: its id */
-      lua_pushvalue(L, 3);
-      lua_rawget(L, 4);
-      if (read_key(L, 5, &key))
+      if (read_run_id(L, 4, 3, &key))
         e = set_find(set, hash_bytes(set->seed, key.bytes, key.length), &key);
     }
     lua_settop(L, 3);
@@ -281,9 +289,7 @@ static int id_set_add_runs(lua_State *L) {
     int keep = 1;
     wf_rawgeti(L, 2, (int)i);                 /* 7: the run */
     if (lua_type(L, 7) == LUA_TTABLE) {
-      lua_pushvalue(L, 6);
-      lua_rawget(L, 7);                       /* 8: its id */
-      if (read_key(L, 8, &key)) {
+      if (read_run_id(L, 7, 6, &key)) {       /* 8: its id */
         uint64_t hash = hash_bytes(set->seed, key.bytes, key.length);
         keep = set_find(set, hash, &key) == NULL;
         if (keep) set_add(L, set, hash, &key, ++number);
@@ -351,19 +357,15 @@ static int id_set_take_after_anchor(lua_State *L) {
   last = (lua_Integer)lua_rawlen(L, 2);
   if (last < 1 || (size_t)last - 1 > set->capacity - g->count) return 0;
   lua_pushliteral(L, "id");                   /* 4: "id" */
-  if (wf_rawgeti(L, 2, 1) == LUA_TTABLE) {    /* 5: the anchor's run */
-    lua_pushvalue(L, 4);
-    lua_rawget(L, 5);
-    if (read_key(L, 6, &key))
+  if (wf_rawgeti(L, 2, 1) == LUA_TTABLE) {    /* 5: the anchor's run, 6: its id */
+    if (read_run_id(L, 5, 4, &key))
       anchor = set_find(set, hash_bytes(set->seed, key.bytes, key.length), &key);
   }
   if (anchor == NULL || anchor->number != number) return 0;
   lua_settop(L, 5);
   for (i = 2; i <= last; i++) {
     if (wf_rawgeti(L, 2, (int)i) == LUA_TTABLE) {   /* 6: the run, 7: its id */
-      lua_pushvalue(L, 4);
-      lua_rawget(L, 6);
-      if (read_key(L, 7, &key)) {
+      if (read_run_id(L, 6, 4, &key)) {
         uint64_t hash = hash_bytes(set->seed, key.bytes, key.length);
         if (set_find(set, hash, &key) != NULL) {
           generation_truncate(g, count_before);
