@@ -56,16 +56,14 @@ local function context_or_raise(client, method)
   return ctx
 end
 
--- workflows.events, loaded with the first client that something listens to.
-local events
-
--- The function that takes every event of the client of `ctx`, or nil when nothing
--- listens (`hook`: the on_event option; WORKFLOWS_DEBUG=1). Emitters build no event
--- where nothing listens, so such a client never needs workflows.events.
-local function event_dispatcher(ctx, hook)
-  if not hook and not ctx.debug then return nil end
-  events = events or require "workflows.events"
-  return events.dispatcher(ctx, hook, ctx.debug)
+-- Gives the client of `ctx` its events where something listens (`hook`: the on_event
+-- option; WORKFLOWS_DEBUG=1): ctx.on_event takes every event, and ctx.events is
+-- workflows.events for the emitters. Emitters build no event where nothing listens,
+-- so such a client never loads workflows.events.
+local function listen(ctx, hook)
+  if not hook and not ctx.debug then return end
+  ctx.events = require "workflows.events"
+  ctx.on_event = ctx.events.dispatcher(ctx, hook, ctx.debug)
 end
 
 -- The "Name: value" lines of the headers option, or nil; workflows.production_options
@@ -183,7 +181,8 @@ function M.new(given)
     identity       the client certificate (workflows.identity), or false
     secrets        what no error or log line may show: the token, the proxy's password,
                    the key's (false where not set)
-    on_event       takes every event (workflows.events), or nil when nothing listens
+    on_event       takes every event, or nil when nothing listens
+    events         workflows.events where something listens, else nil
     event_failures how often the on_event hook raised
     shared         the state shared by nginx's workers (workflows.shared), or nil
     budget         the retry budget (workflows.budget), or nil when turned off
@@ -205,7 +204,7 @@ function M.new(given)
     header_lines = header_lines(config.headers),
     event_failures = 0,
   }
-  ctx.on_event = event_dispatcher(ctx, config.on_event)
+  listen(ctx, config.on_event)
   ctx.shared, ctx.budget = shared_and_budget(config)
   local client = setmetatable({}, Client)
   contexts[client] = ctx
@@ -223,8 +222,7 @@ local function list_page(ctx, id, given)
     request.deadline_in(call.deadline or config.deadline))
   transport.await(job, { job })
   if job.err then return nil, job.err end
-  -- `events` is loaded: only event_dispatcher gives a client an on_event
-  if ctx.on_event then events.page(ctx, job, job.page) end
+  if ctx.on_event then ctx.events.page(ctx, job, job.page) end
   return job.page
 end
 

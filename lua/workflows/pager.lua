@@ -26,10 +26,6 @@ local now = core.now
 
 local M = {}
 
--- workflows.events, loaded with the first page event: a walk nothing listens to
--- never needs it.
-local events
-
 -- Ids a walk remembers at least, so that a repair that fetches runs again
 -- never hands one out twice.
 local SEEN_AT_LEAST = 2048
@@ -192,10 +188,7 @@ local function next_page(walk)
       head.page = nil
       if stale then stop_queue(walk) end
       if page then
-        if walk.ctx.on_event then
-          events = events or require "workflows.events"
-          events.page(walk.ctx, head, page)
-        end
+        if walk.ctx.on_event then walk.ctx.events.page(walk.ctx, head, page) end
         if fill(walk, walk.window:size()) > 0 then
           -- send the new requests now, so that the server works on them while
           -- the caller works on this page

@@ -13,16 +13,6 @@ local format, concat = string.format, table.concat
 
 local M = {}
 
--- workflows.events, loaded with the first event: where nothing listens (ctx.on_event
--- nil) no event is built, and a plain walk never loads it.
-local events
-
--- A URL as events show it.
-local function event_url(ctx, url)
-  events = events or require "workflows.events"
-  return events.url(ctx, url)
-end
-
 --[[ A job is a table:
   ctx           the client's context: config, debug, random
   transport     what carries its attempts (workflows.transport)
@@ -92,7 +82,7 @@ local function start_attempt(job, t)
   job.retry_at = nil
   local route, client_identity = ctx.route, ctx.identity
   if ctx.on_event then
-    ctx.on_event { type = "attempt_start", method = "GET", url = event_url(ctx, job.url),
+    ctx.on_event { type = "attempt_start", method = "GET", url = ctx.events.url(ctx, job.url),
       attempt = job.attempts, transport = job.transport.name, window = job.window }
   end
   job.attempt = job.transport:start {
@@ -118,7 +108,7 @@ local function attempt_event(job, outcome)
   local ctx = job.ctx
   local request_id = outcome.request_id
   if outcome.ok then request_id = outcome.page.requestId end
-  ctx.on_event { type = "attempt", method = "GET", url = event_url(ctx, job.url),
+  ctx.on_event { type = "attempt", method = "GET", url = ctx.events.url(ctx, job.url),
     status = outcome.status, kind = outcome.ok and "ok" or outcome.kind,
     elapsed = outcome.elapsed, bytes = outcome.bytes or 0, attempt = job.attempts,
     request_id = request_id, transport = job.transport.name, window = job.window,
@@ -151,7 +141,7 @@ local function budget_allows(job, outcome)
   local ctx = job.ctx
   if ctx.on_event then
     local tokens, reserve, ratio, shared = budget:state()
-    ctx.on_event { type = "budget", url = event_url(ctx, job.url), attempt = job.attempts,
+    ctx.on_event { type = "budget", url = ctx.events.url(ctx, job.url), attempt = job.attempts,
       why = retry_reason(outcome), tokens = tokens, reserve = reserve, ratio = ratio,
       shared = shared }
   end
@@ -194,7 +184,7 @@ local function collect(job, t)
   if not budget_allows(job, outcome) then return finish(job, nil, err) end
   job.retry_at = t + wait
   if ctx.on_event then
-    ctx.on_event { type = "retry", url = event_url(ctx, job.url), attempt = job.attempts,
+    ctx.on_event { type = "retry", url = ctx.events.url(ctx, job.url), attempt = job.attempts,
       delay = wait, why = retry_reason(outcome), retry_after = asked }
   end
   if outcome.status == 429 or outcome.status == 503 or outcome.retry_after then
