@@ -21,6 +21,9 @@
 
 #define ID_SET_TYPE "workflows.id_set"
 
+/* Runs take_after_anchor reads ahead of looking their ids up. */
+#define TAKE_CHUNK 16
+
 /* A generation's hash table starts this small and doubles, so a short walk stays small. */
 #define FIRST_SLOTS 64
 
@@ -33,7 +36,7 @@ typedef struct id_entry {
 typedef struct generation {
   id_entry *entries;           /* in the order added */
   size_t count, entries_cap;
-  uint32_t *slots;             /* open addressing: 0 empty, else entry index + 1 */
+  uint64_t *slots;             /* open addressing: 0 empty, else a slot_of() */
   size_t slot_mask;            /* slot count - 1 (a power of two), or 0 before any */
   char *bytes;
   size_t bytes_len, bytes_cap;
@@ -87,14 +90,31 @@ static uint64_t hash_bytes(uint64_t seed, const char *s, size_t length) {
   return h ^ (h >> 32);
 }
 
+/*
+** A slot holds its entry's index + 1 in the low half and the high half of the entry's
+** hash in the other: a probe passes other ids without reading their entries, which a
+** walk's new ids (never found) would otherwise cost a cache miss each.
+*/
+static uint64_t slot_of(uint64_t hash, uint32_t index_plus_one) {
+  return (hash & 0xFFFFFFFF00000000u) | index_plus_one;
+}
+
+static uint32_t slot_index_plus_one(uint64_t slot) {
+  return (uint32_t)(slot & 0xFFFFFFFFu);
+}
+
 static id_entry *generation_find(const generation *g, uint64_t hash, const char *s,
                                  size_t length) {
   size_t i;
+  uint64_t slot;
   if (g->count == 0) return NULL;
-  for (i = (size_t)hash & g->slot_mask; g->slots[i] != 0; i = (i + 1) & g->slot_mask) {
-    id_entry *e = &g->entries[g->slots[i] - 1];
-    if (e->hash == hash && e->length == length && memcmp(g->bytes + e->offset, s, length) == 0)
-      return e;
+  for (i = (size_t)hash & g->slot_mask; (slot = g->slots[i]) != 0; i = (i + 1) & g->slot_mask) {
+    if (((slot ^ hash) >> 32) == 0) {
+      id_entry *e = &g->entries[slot_index_plus_one(slot) - 1];
+      if (e->hash == hash && e->length == length &&
+          memcmp(g->bytes + e->offset, s, length) == 0)
+        return e;
+    }
   }
   return NULL;
 }
@@ -102,7 +122,20 @@ static id_entry *generation_find(const generation *g, uint64_t hash, const char 
 static void place_slot(generation *g, uint64_t hash, uint32_t index_plus_one) {
   size_t i = (size_t)hash & g->slot_mask;
   while (g->slots[i] != 0) i = (i + 1) & g->slot_mask;
-  g->slots[i] = index_plus_one;
+  g->slots[i] = slot_of(hash, index_plus_one);
+}
+
+/*
+** Asks for the slot an id's probe starts at, before it is needed. Unconditional: GCC
+** drops a prefetch that sits in a branch of its own.
+*/
+static void prefetch_slot(const generation *g, uint64_t hash) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(g->slots != NULL ? (const void *)&g->slots[(size_t)hash & g->slot_mask]
+                                      : (const void *)g);
+#else
+  (void)g, (void)hash;
+#endif
 }
 
 /* Room for one more entry of `length` bytes, keeping the slots at most half full. */
@@ -126,7 +159,7 @@ static int generation_reserve(generation *g, size_t length) {
   }
   if (g->slot_mask == 0 || 2 * (g->count + 1) > g->slot_mask + 1) {
     size_t slots = g->slot_mask ? 2 * (g->slot_mask + 1) : FIRST_SLOTS, i;
-    uint32_t *table;
+    uint64_t *table;
     if (slots > UINT32_MAX) return 0;
     table = calloc(slots, sizeof *table);
     if (table == NULL) return 0;
@@ -314,7 +347,7 @@ static void generation_truncate(generation *g, size_t count) {
     */
     id_entry *e = &g->entries[g->count - 1];
     size_t i = (size_t)e->hash & g->slot_mask;
-    while (g->slots[i] != (uint32_t)g->count) i = (i + 1) & g->slot_mask;
+    while (slot_index_plus_one(g->slots[i]) != (uint32_t)g->count) i = (i + 1) & g->slot_mask;
     g->slots[i] = 0;
     g->bytes_len = e->offset;
     g->count--;
@@ -347,7 +380,7 @@ static void put_back_anchor(lua_State *L, lua_Integer moved) {
 static int id_set_take_after_anchor(lua_State *L) {
   id_set *set = check_set(L);
   lua_Integer number = luaL_checkinteger(L, 3);
-  lua_Integer i, last;
+  lua_Integer first, last;
   generation *g = &set->current;
   size_t count_before = g->count;
   id_key key;
@@ -363,20 +396,40 @@ static int id_set_take_after_anchor(lua_State *L) {
   }
   if (anchor == NULL || anchor->number != number) return 0;
   lua_settop(L, 5);
-  for (i = 2; i <= last; i++) {
-    if (wf_rawgeti(L, 2, (int)i) == LUA_TTABLE) {   /* 6: the run, 7: its id */
-      if (read_run_id(L, 6, 4, &key)) {
-        uint64_t hash = hash_bytes(set->seed, key.bytes, key.length);
-        if (set_find(set, hash, &key) != NULL) {
-          generation_truncate(g, count_before);
-          put_back_anchor(L, i - 1);
-          return 0;
+  luaL_checkstack(L, TAKE_CHUNK + 2, "too many runs");
+  /*
+  ** A chunk of runs at a time: their ids are read and their slots asked for first, so
+  ** that the lookups after find them on their way rather than wait for each. The
+  ** chunk's runs stay on the stack (6 ..) until they move down one place.
+  */
+  for (first = 2; first <= last; first += TAKE_CHUNK) {
+    id_key keys[TAKE_CHUNK];
+    uint64_t hashes[TAKE_CHUNK];
+    int has_id[TAKE_CHUNK];
+    int n = last - first + 1 < TAKE_CHUNK ? (int)(last - first + 1) : TAKE_CHUNK, k;
+    for (k = 0; k < n; k++) {
+      has_id[k] = 0;
+      if (wf_rawgeti(L, 2, (int)(first + k)) == LUA_TTABLE) {  /* 6 + k: the run */
+        has_id[k] = read_run_id(L, 6 + k, 4, &keys[k]);
+        lua_pop(L, 1);                        /* the id stays alive in its run */
+        if (has_id[k]) {
+          hashes[k] = hash_bytes(set->seed, keys[k].bytes, keys[k].length);
+          prefetch_slot(&set->current, hashes[k]);
+          prefetch_slot(&set->older, hashes[k]);
         }
-        set_add(L, set, hash, &key, ++number);
       }
-      lua_pop(L, 1);
     }
-    lua_rawseti(L, 2, (int)(i - 1));
+    for (k = 0; k < n; k++) {
+      if (!has_id[k]) continue;
+      if (set_find(set, hashes[k], &keys[k]) != NULL) {
+        generation_truncate(g, count_before);
+        lua_settop(L, 5);
+        put_back_anchor(L, first - 1);
+        return 0;
+      }
+      set_add(L, set, hashes[k], &keys[k], ++number);
+    }
+    for (k = n - 1; k >= 0; k--) lua_rawseti(L, 2, (int)(first + k - 1));  /* pops each */
   }
   lua_pushnil(L);
   lua_rawseti(L, 2, (int)last);
