@@ -15,9 +15,9 @@ LUA_CFLAGS  = $(shell $(PKG_CONFIG) --cflags $(LUA) 2>/dev/null)
 CURL_CFLAGS = $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS   = $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 
-SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c \
+SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c src/worker.c \
           src/response.c src/decode.c src/ids.c
-HEADERS = src/private.h src/compat.h src/socket.h src/transfer.h src/session.h
+HEADERS = src/private.h src/compat.h src/socket.h src/worker.h src/transfer.h src/session.h
 
 # The default Lua builds where busted and the examples look (./workflows/core.so);
 # the others build under build/<lua>/ so that all of them can coexist.
@@ -42,7 +42,7 @@ all: $(CORE)
 $(CORE): $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARNINGS) -fPIC -shared $(LUA_CFLAGS) $(CURL_CFLAGS) \
-	    -o $@ $(SOURCES) $(CURL_LIBS) -lm
+	    -o $@ $(SOURCES) $(CURL_LIBS) -lm -pthread
 
 setup:
 	@sh tools/setup.sh $(PACKAGES)

@@ -39,13 +39,13 @@ setup-reliability:
 $(ASAN_CORE): $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(ASAN_CC) -O1 -g $(SANITIZE) $(WARNINGS) -fPIC -shared $(LUA54_CFLAGS) $(CURL_CFLAGS) \
-	    -o $@ $(SOURCES) $(CURL_LIBS) -lm
+	    -o $@ $(SOURCES) $(CURL_LIBS) -lm -pthread
 
 $(FUZZER): fuzz/response_fuzzer.c $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    -Isrc $(LUA54_CFLAGS) $(CURL_CFLAGS) -o $@ fuzz/response_fuzzer.c $(SOURCES) \
-	    $(LUA54_LIBS) $(CURL_LIBS) -lm
+	    $(LUA54_LIBS) $(CURL_LIBS) -lm -pthread
 
 fuzzer: $(FUZZER)
 

@@ -8,12 +8,12 @@
 # below; it copies the Lua modules and the command itself (the rockspec's
 # build.install).
 
-SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c \
+SOURCES = src/core.c src/clock.c src/request.c src/transfer.c src/session.c src/socket.c src/worker.c \
           src/response.c src/decode.c src/ids.c
 
 install:
 	mkdir -p "$(LIBDIR)/workflows"
 	$(CC) $(CFLAGS) -I"$(LUA_INCDIR)" -I"$(CURL_INCDIR)" $(LIBFLAG) \
-	    -o "$(LIBDIR)/workflows/core.$(LIB_EXTENSION)" $(SOURCES) -L"$(CURL_LIBDIR)" -lcurl -lm
+	    -o "$(LIBDIR)/workflows/core.$(LIB_EXTENSION)" $(SOURCES) -L"$(CURL_LIBDIR)" -lcurl -lm -pthread
 
 .PHONY: install

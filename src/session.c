@@ -1,5 +1,5 @@
 /*
-** Layer 4 (sessions) -- may call: transfer.c, socket.c, request.c
+** Layer 4 (sessions) -- may call: transfer.c, socket.c, worker.c, request.c
 **
 ** Sessions: libcurl's multi interface, bound so that the caller drives.
 **
@@ -12,9 +12,11 @@
 ** close_removed for socket mode. Nothing here blocks except session:drive, and only
 ** for as long as it is told.
 */
+#define _POSIX_C_SOURCE 200809L           /* getpid */
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "session.h"
 #include "socket.h"
@@ -25,6 +27,8 @@
 typedef struct wf_session {
   wf_multi multi;                /* multi.handle is NULL once closed */
   wf_sockets sockets;            /* socket mode only: multi.sockets points here */
+  wf_worker worker;              /* poll mode: multi.worker points here while it serves */
+  int worker_made;               /* worker's lock and conditions exist */
 } wf_session;
 
 static int socket_mode(const wf_session *s) {
@@ -80,8 +84,46 @@ static void collect_finished(wf_session *s) {
     if (msg->msg != CURLMSG_DONE) continue;
     if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &owner) == CURLE_OK &&
         owner != NULL)
-      wf_transfer_finish((wf_transfer *)owner, msg->data.result);
+      wf_transfer_finish((wf_transfer *)owner, msg->data.result, 0);
   }
+}
+
+/* Finishes every transfer the thread took out; raises when the thread failed. */
+static int collect_from_worker(lua_State *L, wf_session *s) {
+  wf_finished done[16];
+  size_t count, i;
+  int collected = 0;
+  CURLMcode mrc;
+  while ((count = wf_worker_take_finished(&s->worker, done, 16)) > 0) {
+    for (i = 0; i < count; i++) {
+      char *owner = NULL;
+      if (curl_easy_getinfo(done[i].easy, CURLINFO_PRIVATE, &owner) == CURLE_OK &&
+          owner != NULL)
+        wf_transfer_finish((wf_transfer *)owner, done[i].code, 1);
+      collected++;
+    }
+  }
+  mrc = wf_worker_failure(&s->worker);
+  if (mrc != CURLM_OK) return luaL_error(L, "transfer thread: %s", curl_multi_strerror(mrc));
+  return collected;
+}
+
+/*
+** The transfer thread serves the process that started it: a child made by fork has
+** the session's memory but not its thread.
+*/
+static void check_process(lua_State *L, wf_session *s) {
+  if (s->worker.started && s->worker.pid != getpid())
+    luaL_error(L, "session belongs to the process it was made in: make a new client after fork");
+}
+
+/*
+** Starts the transfer thread on the first transfer: a session never used starts none.
+** Where no thread can be made, the session stays without one and drives libcurl itself.
+*/
+static void start_worker(wf_session *s) {
+  if (s->multi.worker == NULL || s->worker.started) return;
+  if (!wf_worker_start(&s->worker)) s->multi.worker = NULL;
 }
 
 /* ------------------------------------------------------------ both modes */
@@ -106,13 +148,22 @@ static int session_start(lua_State *L) {
   if (rc == CURLE_OK && socket_mode(s)) rc = wf_socket_setup_easy(&s->sockets, t->easy);
   if (rc != CURLE_OK)
     return luaL_error(L, "cannot set up the request: %s", curl_easy_strerror(rc));
-  wf_transfer_link(&s->multi, t);
-  s->multi.in_libcurl++;
-  mrc = curl_multi_add_handle(s->multi.handle, t->easy);
-  s->multi.in_libcurl--;
-  if (mrc != CURLM_OK) {
-    wf_transfer_unlink(t);
-    return luaL_error(L, "cannot start the request: %s", curl_multi_strerror(mrc));
+  check_process(L, s);
+  start_worker(s);
+  if (s->multi.worker != NULL) {
+    if (!wf_worker_reserve(s->multi.worker, (size_t)s->multi.running + 1))
+      return luaL_error(L, "out of memory");
+    wf_transfer_link(&s->multi, t);
+    wf_worker_add(s->multi.worker, t->easy);
+  } else {
+    wf_transfer_link(&s->multi, t);
+    s->multi.in_libcurl++;
+    mrc = curl_multi_add_handle(s->multi.handle, t->easy);
+    s->multi.in_libcurl--;
+    if (mrc != CURLM_OK) {
+      wf_transfer_unlink(t);
+      return luaL_error(L, "cannot start the request: %s", curl_multi_strerror(mrc));
+    }
   }
   t->state = WF_RUNNING;
   s->multi.running++;
@@ -135,6 +186,8 @@ static int session_close(lua_State *L) {
   wf_session *s = (wf_session *)luaL_checkudata(L, 1, WF_SESSION_TYPE);
   if (s->multi.handle == NULL) return 0;
   if (s->multi.in_libcurl > 0) return luaL_error(L, "recursive call");
+  if (s->worker_made) wf_worker_stop(&s->worker);   /* every handle is the Lua thread's again */
+  s->multi.worker = NULL;
   wf_multi_cancel_all(&s->multi);
   s->multi.in_libcurl++;
   /* Its only failures are a bad handle and a call from a callback: neither can be. */
@@ -143,6 +196,8 @@ static int session_close(lua_State *L) {
   s->multi.handle = NULL;
   wf_socket_close_all(&s->sockets);
   wf_socket_free(&s->sockets);
+  if (s->worker_made) wf_worker_free(&s->worker);
+  s->worker_made = 0;
   return 0;
 }
 
@@ -172,9 +227,24 @@ static wf_session *new_session(lua_State *L) {
   return s;
 }
 
-/* core.session() -> a new poll-mode session */
+/*
+** core.session([options]) -> a new poll-mode session. Its transfers move on a thread
+** of their own unless options.thread is false (or no thread can be made).
+*/
 static int core_session(lua_State *L) {
-  new_session(L);
+  wf_session *s;
+  int threaded = 1;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "thread");
+    threaded = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  s = new_session(L);
+  if (threaded && wf_worker_init(&s->worker, s->multi.handle)) {
+    s->worker_made = 1;
+    s->multi.worker = &s->worker;
+  }
   return 1;
 }
 
@@ -211,6 +281,15 @@ static int session_drive(lua_State *L) {
   wf_session *s = check_poll_session(L, 1);
   lua_Number wait = luaL_optnumber(L, 2, 0);
   int running_before = s->multi.running;
+  if (s->multi.worker != NULL) {
+    if (collect_from_worker(L, s) == 0 && wait > 0 && s->multi.running > 0) {
+      check_process(L, s);
+      wf_worker_wait(s->multi.worker, wait);
+      collect_from_worker(L, s);
+    }
+    lua_pushinteger(L, s->multi.running);
+    return 1;
+  }
   perform(L, s);
   if (wait > 0 && s->multi.running > 0 && s->multi.running == running_before) {
     int wait_ms = wait * 1000 >= INT_MAX ? INT_MAX : (int)(wait * 1000);

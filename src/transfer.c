@@ -1,5 +1,5 @@
 /*
-** Layer 3 (transfers) -- may call: socket.c, response.c
+** Layer 3 (transfers) -- may call: socket.c, worker.c, response.c
 **
 ** Transfers: one request in flight on a multi handle, then its outcome. This file owns
 ** their lifetime, and with it the multi handle's side of them -- the list of attached
@@ -67,20 +67,38 @@ void wf_transfer_unlink(wf_transfer *t) {
 }
 
 /*
-** Ends the attempt's use of libcurl: takes the easy handle out of the multi handle
-** (aborting it if it was still running, which closes its connection) and frees the
-** request headers. The response stays.
+** Takes a running attempt's easy handle out of the multi handle, aborting it (which
+** closes its connection). With a transfer thread, the thread lets go of the multi
+** handle meanwhile, and may hold the easy handle elsewhere: handed over and not added
+** yet, or finished and not collected.
 */
-static void end_attempt(wf_transfer *t) {
+static CURLMcode take_out(wf_multi *m, CURL *easy) {
+  CURLMcode mrc = CURLM_OK;
+  int attached = 1;
+  if (m->worker != NULL) {
+    wf_worker_borrow(m->worker);
+    attached = wf_worker_forget(m->worker, easy);
+  }
+  if (attached) {
+    m->in_libcurl++;
+    mrc = curl_multi_remove_handle(m->handle, easy);
+    m->in_libcurl--;
+  }
+  if (m->worker != NULL) wf_worker_give_back(m->worker);
+  if (m->sockets != NULL) wf_socket_sweep(m->sockets);
+  return mrc;
+}
+
+/*
+** Ends the attempt's use of libcurl: takes the easy handle out of the multi handle
+** unless it is `detached` already, and frees the request headers. The response stays.
+*/
+static void end_attempt(wf_transfer *t, int detached) {
   wf_multi *m = t->multi;
   if (t->easy != NULL) {
     CURLMcode mrc = CURLM_BAD_HANDLE;
-    if (m != NULL && m->handle != NULL) {
-      m->in_libcurl++;
-      mrc = curl_multi_remove_handle(m->handle, t->easy);
-      m->in_libcurl--;
-      if (m->sockets != NULL) wf_socket_sweep(m->sockets);
-    }
+    if (detached) mrc = CURLM_OK;
+    else if (m != NULL && m->handle != NULL) mrc = take_out(m, t->easy);
     /* A handle that could not be taken out is not fit for reuse; cleanup detaches it. */
     if (mrc == CURLM_OK) {
       give_back_easy(m, t->easy);
@@ -96,8 +114,8 @@ static void end_attempt(wf_transfer *t) {
   t->headers = NULL;
 }
 
-/* Records how the attempt ended, then ends it. */
-void wf_transfer_finish(wf_transfer *t, CURLcode code) {
+/* Records how the attempt ended, then ends it; `detached`: the easy handle is out already. */
+void wf_transfer_finish(wf_transfer *t, CURLcode code, int detached) {
   wf_response *r = &t->response;
   long status = 0, connects = 0, connect_code = 0;
   double elapsed = 0;
@@ -112,7 +130,7 @@ void wf_transfer_finish(wf_transfer *t, CURLcode code) {
     r->elapsed = elapsed;
   if (curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
     r->reused = connects == 0 && r->status > 0;
-  end_attempt(t);
+  end_attempt(t, detached);
   t->state = WF_DONE;
 }
 
@@ -124,7 +142,7 @@ void wf_transfer_finish(wf_transfer *t, CURLcode code) {
 void wf_multi_cancel_all(wf_multi *m) {
   while (m->transfers != NULL) {
     wf_transfer *t = m->transfers;
-    end_attempt(t);
+    end_attempt(t, 0);
     wf_transfer_unlink(t);
     if (t->state == WF_RUNNING) t->state = WF_CANCELLED;
   }
@@ -133,7 +151,7 @@ void wf_multi_cancel_all(wf_multi *m) {
 
 /* Idempotent: release, __gc and __close all come here. */
 static void release_transfer(lua_State *L, wf_transfer *t) {
-  end_attempt(t);
+  end_attempt(t, 0);
   wf_transfer_unlink(t);
   t->state = WF_RELEASED;
   wf_response_free(&t->response);

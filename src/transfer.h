@@ -7,6 +7,7 @@
 
 #include "private.h"
 #include "socket.h"
+#include "worker.h"
 
 #define WF_TRANSFER_TYPE "workflows.transfer"
 
@@ -28,6 +29,7 @@ typedef struct wf_multi {
   CURL *idle[WF_IDLE_HANDLES];
   int in_libcurl;                /* > 0 while a libcurl call on this handle runs */
   wf_sockets *sockets;           /* socket mode's record; NULL in poll mode */
+  wf_worker *worker;             /* poll mode's transfer thread; NULL without one */
 } wf_multi;
 
 enum wf_transfer_state { WF_RUNNING, WF_DONE, WF_RELEASED, WF_CANCELLED };
@@ -47,7 +49,7 @@ int wf_transfer_open(lua_State *L);
 wf_transfer *wf_transfer_new(lua_State *L, size_t max_body);
 void wf_transfer_link(wf_multi *m, wf_transfer *t);
 void wf_transfer_unlink(wf_transfer *t);
-void wf_transfer_finish(wf_transfer *t, CURLcode code);
+void wf_transfer_finish(wf_transfer *t, CURLcode code, int detached);
 CURL *wf_multi_take_easy(wf_multi *m);
 void wf_multi_cancel_all(wf_multi *m);
 

@@ -1,5 +1,6 @@
--- The blocking transport: libcurl's multi interface, driven by waiting in
--- curl_multi_poll. Calls made outside a task (and anywhere without a loop) use it.
+-- The blocking transport: libcurl's multi interface, moved by the session's transfer
+-- thread; the caller waits in session:drive for a transfer to finish. Calls made
+-- outside a task (and anywhere without a loop) use it.
 
 local core = require "workflows.core"
 
@@ -52,8 +53,9 @@ function Transport:wait(seconds)
   end
 end
 
--- Nothing moves between two drives: a drive without waiting sends the new
--- requests, so that the server works on them while the caller works on a page.
+-- The session's transfer thread sends new requests at once; a session without one
+-- (no thread could be made) moves nothing between two drives, and a drive without
+-- waiting sends them, so that the server works on them while the caller works on a page.
 function Transport:flush()
   local session = self.session
   if session and session:running() > 0 then session:drive(0) end

@@ -1,0 +1,178 @@
+-- A poll-mode session's transfer thread (src/worker.c): the transfers it moves end as
+-- those of a session without one, a wait ends when one finishes, and releasing,
+-- closing or collecting at any moment takes its transfers out and ends the thread.
+-- The thread is counted in /proc/self/task.
+local core = require "workflows.core"
+local sandbox = require "spec.support.sandbox"
+local faults = require "spec.support.faults"
+
+local MARGIN, EARLY = faults.MARGIN, faults.EARLY
+
+-- This process's id: /proc/self in a command would be the command's own.
+local function process_id()
+  local stat = assert(io.open("/proc/self/stat"))
+  local pid = stat:read("*l"):match("^(%d+)")
+  stat:close()
+  return pid
+end
+
+local TASKS = "/proc/" .. process_id() .. "/task"
+
+local function thread_count()
+  local count = 0
+  local listing = assert(io.popen("ls " .. TASKS))
+  for _ in listing:lines() do count = count + 1 end
+  listing:close()
+  return count
+end
+
+-- What may differ between two requests for the same answer.
+local function comparable(outcome)
+  local copy = {}
+  for key, value in pairs(outcome) do copy[key] = value end
+  copy.elapsed, copy.reused = nil, nil
+  if copy.request_id then copy.request_id = "<id>" end
+  if copy.page then
+    copy.page = { items = copy.page.items, hasMore = copy.page.hasMore,
+      limit = copy.page.limit, offset = copy.page.offset, requestId = "<id>" }
+  end
+  if copy.retry_after then copy.retry_after = math.floor(copy.retry_after / 5 + 0.5) * 5 end
+  return copy
+end
+
+local function finish(session, transfer)
+  while not transfer:done() do session:drive(5) end
+  return transfer:result()
+end
+
+describe("a poll-mode session's transfer thread", function()
+  local sb
+
+  lazy_setup(function() sb = sandbox.start {} end)
+  lazy_teardown(function() sb:stop() end)
+
+  local function url(id, query)
+    return sb.url .. "/v1/workflows/" .. core.escape_segment(id) .. "/runs" .. (query or "")
+  end
+
+  local function request(id, query)
+    return { url = url(id, query), token = sb.token }
+  end
+
+  it("ends each transfer as a session without one does", function()
+    local threaded, plain = core.session(), core.session { thread = false }
+    for _, case in ipairs {
+      { "wf_demo", "?limit=3&offset=2" }, { "wf_nope" }, { "wf_demo;fault=invalid_json" },
+      { "wf_demo;status=503;retry_after=7" }, { "wf_demo;status=204" },
+    } do
+      local with_thread = finish(threaded, threaded:start(request(case[1], case[2])))
+      local without = finish(plain, plain:start(request(case[1], case[2])))
+      assert.same(comparable(without), comparable(with_thread), case[1])
+    end
+    threaded:close()
+    plain:close()
+  end)
+
+  it("starts no thread before the first transfer, one for all, none without", function()
+    local before = thread_count()
+    local session = core.session()
+    assert.equal(before, thread_count())
+    local transfers = {}
+    for i = 1, 4 do transfers[i] = session:start(request("wf_demo", "?limit=2")) end
+    for _, transfer in ipairs(transfers) do assert.is_true(finish(session, transfer).ok) end
+    assert.equal(before + 1, thread_count())
+    session:close()
+    assert.equal(before, thread_count())
+    local plain = core.session { thread = false }
+    assert.is_true(finish(plain, plain:start(request("wf_demo"))).ok)
+    assert.equal(before, thread_count())
+    plain:close()
+  end)
+
+  it("ends a wait when a transfer finishes, long before the wait is over", function()
+    local session = core.session()
+    local transfer = session:start(request("wf_demo"))
+    local started = core.now()
+    while not transfer:done() do session:drive(30) end
+    assert.is_true(core.now() - started < 5, "took " .. core.now() - started .. " s")
+    assert.is_true(transfer:result().ok)
+    session:close()
+  end)
+
+  it("waits the whole wait on a silent server and leaves its transfer running", function()
+    local session = core.session()
+    local transfer = session:start(request("wf_demo;fault=silent;n=thread-wait"))
+    local started = core.now()
+    assert.equal(1, session:drive(0.3))
+    local elapsed = core.now() - started
+    assert.is_true(elapsed >= 0.3 - EARLY and elapsed < 0.3 + MARGIN, "took " .. elapsed .. " s")
+    assert.is_false(transfer:done())
+    session:close()
+    assert.error_matches(function() transfer:result() end, "transfer was cancelled")
+  end)
+
+  it("takes out a transfer released while the thread runs it, and goes on", function()
+    local session = core.session()
+    local silent = session:start(request("wf_demo;fault=silent;n=thread-release"))
+    session:drive(0.05)
+    local started = core.now()
+    silent:release()
+    assert.is_true(core.now() - started < 1, "took " .. core.now() - started .. " s")
+    assert.equal(0, session:running())
+    assert.is_true(finish(session, session:start(request("wf_demo"))).ok)
+    session:close()
+  end)
+
+  it("stays sound when transfers are released at any moment of their life", function()
+    local before = thread_count()
+    local session = core.session()
+    for i = 1, 40 do
+      local transfer = session:start(request("wf_demo", "?limit=5"))
+      if i % 4 == 1 then session:drive(0) end
+      -- moments from before the thread adds the handle to after it finished it
+      if i % 2 == 0 then core.sleep((i % 10) * 0.0004) end
+      transfer:release()
+    end
+    assert.equal(0, session:running())
+    local transfers = {}
+    for i = 1, 3 do transfers[i] = session:start(request("wf_demo", "?limit=5")) end
+    for _, transfer in ipairs(transfers) do assert.is_true(finish(session, transfer).ok) end
+    assert.equal(before + 1, thread_count())
+    session:close()
+    assert.equal(before, thread_count())
+  end)
+
+  it("ends the thread when closed with transfers in flight, cancelling them", function()
+    local before = thread_count()
+    local session = core.session()
+    local transfers = {}
+    for i = 1, 3 do transfers[i] = session:start(request("wf_demo;fault=silent;n=thread-close-" .. i)) end
+    transfers[4] = session:start(request("wf_demo"))
+    session:drive(0.05)
+    local started = core.now()
+    session:close()
+    assert.is_true(core.now() - started < 1, "took " .. core.now() - started .. " s")
+    assert.equal(before, thread_count())
+    for i = 1, 3 do
+      assert.error_matches(function() transfers[i]:result() end, "transfer was cancelled")
+    end
+  end)
+
+  it("ends the thread when the session is collected with transfers in flight", function()
+    local before = thread_count()
+    do
+      local session = core.session()
+      for i = 1, 3 do session:start(request("wf_demo;fault=silent;n=thread-gc-" .. i)) end
+      session:drive(0.05)
+      assert.equal(before + 1, thread_count())
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.equal(before, thread_count())
+  end)
+
+  it("refuses options that are not a table", function()
+    assert.error_matches(function() core.session("fast") end,
+      "bad argument #1 to '%w+' %(table expected, got string%)")
+  end)
+end)
