@@ -27,10 +27,14 @@ LUA54_LIBS    = $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null || echo -llua5.4
 
 # Specs of the C core that valgrind-core runs (busted under memcheck; children such as
 # the sandbox run outside it).
-VALGRIND_CORE_SPECS = spec/17-id-set_spec.lua spec/22-core-sockets_spec.lua \
-                      spec/23-core-response-outcome_spec.lua spec/24-core-decode-runs_spec.lua
+VALGRIND_CORE_SPECS = spec/17-id-set_spec.lua spec/21-core-thread_spec.lua \
+                      spec/22-core-sockets_spec.lua spec/23-core-response-outcome_spec.lua \
+                      spec/24-core-decode-runs_spec.lua
 
-.PHONY: setup-reliability test-asan valgrind valgrind-core fuzz fuzzer
+# Specs that helgrind runs: the transfer thread at every moment of a transfer's life.
+HELGRIND_SPECS = spec/21-core-thread_spec.lua spec/23-core-response-outcome_spec.lua
+
+.PHONY: setup-reliability test-asan valgrind valgrind-core helgrind fuzz fuzzer
 
 setup-reliability:
 	@sh tools/setup.sh $(PACKAGES) $(RELIABILITY_PACKAGES)
@@ -73,6 +77,23 @@ valgrind-core: setup-reliability
 	echo "valgrind-core: $${lost:-?} bytes definitely lost, $${errors:-?} errors (exit $$status)"; \
 	set -- $$summary 0 1 0 0; passed=$$1; failed=$$(($$2 + $$3 + $$4)); \
 	[ "$${lost:-x}" = 0 ] && passed=$$((passed + 1)) || failed=$$((failed + 1)); \
+	[ "$${errors:-x}" = 0 ] && [ $$status -ne 99 ] && passed=$$((passed + 1)) || failed=$$((failed + 1)); \
+	rm -f "$$log" "$$out"; echo "$$passed passed, $$failed failed"; [ $$failed -eq 0 ]
+
+# Passes when busted reports no failure and helgrind no error (a race, a lock order, a
+# misuse of the pthread API) beyond tools/helgrind.supp's, which are not ours.
+helgrind: setup-reliability
+	@$(MAKE) -s LUA=lua5.4 all
+	@log=$$(mktemp); out=$$(mktemp); \
+	valgrind --tool=helgrind --suppressions=tools/helgrind.supp --error-exitcode=99 \
+	    --num-callers=30 --log-file="$$log" \
+	    lua5.4 /usr/bin/busted -o plainTerminal $(HELGRIND_SPECS) >"$$out" 2>&1; \
+	status=$$?; tail -n 20 "$$out"; \
+	summary=$$(grep -E '^[0-9]+ successes? / ' "$$out" | tail -n 1 | sed 's/[^0-9 ]//g'); \
+	errors=$$(sed -n 's/.*ERROR SUMMARY: \([0-9,]*\) errors.*/\1/p' "$$log" | tr -d ,); \
+	grep -B 2 -A 30 -E 'Possible data race|lock order|unlocked|Thread #[0-9]+:' "$$log" | head -n 120; \
+	echo "helgrind: $${errors:-?} errors (exit $$status)"; \
+	set -- $$summary 0 1 0 0; passed=$$1; failed=$$(($$2 + $$3 + $$4)); \
 	[ "$${errors:-x}" = 0 ] && [ $$status -ne 99 ] && passed=$$((passed + 1)) || failed=$$((failed + 1)); \
 	rm -f "$$log" "$$out"; echo "$$passed passed, $$failed failed"; [ $$failed -eq 0 ]
 
