@@ -263,6 +263,11 @@ WF_NOINLINE static size_t count_text_members(const char *body, size_t len) {
   return count;
 }
 
+/* What normalize_runs compares, counted ahead (on the transfer thread). */
+size_t wf_count_text_members(const char *body, size_t len) {
+  return len > 0 ? count_text_members(body, len) : 0;
+}
+
 /* The members of table t whose value is a number, a null or a table. */
 static size_t count_table_members(lua_State *L, int t) {
   size_t count = 0;
@@ -292,7 +297,7 @@ static const char *const WATCHED_FIELDS[] = { "workflowVersion", "totalCu", "fin
 ** the first run not an object.
 */
 static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *body,
-                                  size_t len) {
+                                  size_t len, size_t text_members) {
   size_t met = 0;
   int items = lua_gettop(L), keys = items + 1, run = keys + WATCHED_COUNT, k;
   lua_Integer i, n = (lua_Integer)lua_rawlen(L, items);
@@ -316,7 +321,8 @@ static lua_Integer normalize_runs(lua_State *L, int root, int data, const char *
   lua_settop(L, items);
   if (i <= n) return i;
   met += count_table_members(L, root) + count_table_members(L, data);
-  if (count_text_members(body, len) == met) return 0;
+  if (text_members == WF_NOT_COUNTED) text_members = count_text_members(body, len);
+  if (text_members == met) return 0;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, items, (int)i);
     normalize_table(L, items + 1);
@@ -390,6 +396,12 @@ static int push_object(lua_State *L, const char *body, size_t len) {
 */
 int wf_push_page(lua_State *L, const char *body, size_t len,
                  const char *header_request_id) {
+  return wf_push_counted_page(L, body, len, header_request_id, WF_NOT_COUNTED);
+}
+
+/* wf_push_page, given wf_count_text_members(body, len), or WF_NOT_COUNTED. */
+int wf_push_counted_page(lua_State *L, const char *body, size_t len,
+                         const char *header_request_id, size_t text_members) {
   int root, data;
   lua_Integer i;
   char path[48];
@@ -423,7 +435,7 @@ int wf_push_page(lua_State *L, const char *body, size_t len,
     wrong_type(L, "data.items", "an array");
     goto fail;
   }
-  if ((i = normalize_runs(L, root, data, body, len)) != 0) {
+  if ((i = normalize_runs(L, root, data, body, len, text_members)) != 0) {
     wf_rawgeti(L, lua_gettop(L), (int)i);
     snprintf(path, sizeof path, "data.items[%lld]", (long long)i);
     wrong_type(L, path, "an object");

@@ -36,7 +36,10 @@ typedef struct wf_response {
   char retry_after[64];        /* raw header value, "" when absent */
   char content_type[WF_CONTENT_TYPE_MAX];
   char error_text[CURL_ERROR_SIZE];
+  size_t text_members;         /* wf_count_text_members of the body, or WF_NOT_COUNTED */
 } wf_response;
+
+#define WF_NOT_COUNTED ((size_t)-1)
 
 /* What session:start reads from its request table. */
 typedef struct wf_request {
@@ -90,6 +93,9 @@ int wf_ids_open(lua_State *L);
 int wf_decode_open(lua_State *L);
 int wf_push_page(lua_State *L, const char *body, size_t len,
                  const char *header_request_id);
+int wf_push_counted_page(lua_State *L, const char *body, size_t len,
+                         const char *header_request_id, size_t text_members);
+size_t wf_count_text_members(const char *body, size_t len);
 int wf_push_envelope(lua_State *L, const char *body, size_t len);
 
 /* response.c, layer 1 */
@@ -100,6 +106,7 @@ int wf_response_append(wf_response *r, const char *data, size_t len);
 void wf_response_header_line(wf_response *r, const char *line, size_t len);
 void wf_response_header(wf_response *r, const char *name, size_t name_len,
                         const char *value, size_t len);
+void wf_response_count(wf_response *r);
 void wf_push_outcome(lua_State *L, const wf_response *r);
 double wf_retry_after_seconds(const char *value, double now);
 

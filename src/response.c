@@ -17,12 +17,22 @@
 void wf_response_init(wf_response *r, size_t max_body) {
   memset(r, 0, sizeof *r);
   r->max_body = max_body;
+  r->text_members = WF_NOT_COUNTED;
 }
 
 void wf_response_free(wf_response *r) {
   free(r->body);
   r->body = NULL;
   r->body_len = r->body_cap = 0;
+  r->text_members = WF_NOT_COUNTED;
+}
+
+/*
+** Counts ahead what decoding the body as a page compares (see decode.c): on the
+** transfer thread, where it costs the Lua thread nothing.
+*/
+void wf_response_count(wf_response *r) {
+  r->text_members = wf_count_text_members(r->body, r->body_len);
 }
 
 /* The first allocation of a body: room for a small one, or for what the server announced. */
@@ -223,7 +233,7 @@ static int content_type_is_json(const char *content_type) {
 
 /* A 2xx: the page, or a decode failure naming what is wrong with the body. */
 static void set_page(lua_State *L, int t, const wf_response *r) {
-  if (wf_push_page(L, r->body, r->body_len, r->request_id)) {
+  if (wf_push_counted_page(L, r->body, r->body_len, r->request_id, r->text_members)) {
     lua_setfield(L, t, "page");
     lua_pushboolean(L, 1);
     lua_setfield(L, t, "ok");

@@ -241,7 +241,7 @@ static int core_session(lua_State *L) {
     lua_pop(L, 1);
   }
   s = new_session(L);
-  if (threaded && wf_worker_init(&s->worker, s->multi.handle)) {
+  if (threaded && wf_worker_init(&s->worker, s->multi.handle, wf_transfer_ended_on_thread)) {
     s->worker_made = 1;
     s->multi.worker = &s->worker;
   }

@@ -114,6 +114,18 @@ static void end_attempt(wf_transfer *t, int detached) {
   t->headers = NULL;
 }
 
+/*
+** On the transfer thread, as an attempt ends well: a page's body is counted for its
+** decoding there (the Lua thread does not touch the response until it collects it).
+*/
+void wf_transfer_ended_on_thread(CURL *easy) {
+  char *owner = NULL;
+  long status = 0;
+  if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &owner) != CURLE_OK || owner == NULL) return;
+  if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) return;
+  if (status >= 200 && status < 300) wf_response_count(&((wf_transfer *)owner)->response);
+}
+
 /* Records how the attempt ended, then ends it; `detached`: the easy handle is out already. */
 void wf_transfer_finish(wf_transfer *t, CURLcode code, int detached) {
   wf_response *r = &t->response;

@@ -15,7 +15,9 @@
 ** not finished, and for good when the session closes (wf_worker_stop).
 **
 ** The thread never calls Lua, allocates nothing, and blocks every signal: a host's
-** handlers keep running on the threads they expect.
+** handlers keep running on the threads they expect. For each handle that ended well
+** it calls `ended_well` before taking it out: the session counts a page's body there
+** for its decoding (wf_transfer_ended_on_thread).
 */
 #define _POSIX_C_SOURCE 200809L           /* pthread_condattr_setclock, clock_gettime */
 #include <errno.h>
@@ -30,10 +32,11 @@
 /* How long the thread waits in curl_multi_poll when libcurl names no sooner time. */
 #define IDLE_POLL_MS 1000
 
-int wf_worker_init(wf_worker *w, CURLM *multi) {
+int wf_worker_init(wf_worker *w, CURLM *multi, void (*ended_well)(CURL *easy)) {
   pthread_condattr_t monotonic;
   memset(w, 0, sizeof *w);
   w->multi = multi;
+  w->ended_well = ended_well;
   if (pthread_mutex_init(&w->lock, NULL) != 0) return 0;
   if (pthread_condattr_init(&monotonic) != 0) goto no_attr;
   /* The Lua thread's waits are timed: a wall clock set back must not stretch them. */
@@ -119,6 +122,7 @@ static void *run(void *arg) {
       if (msg->msg != CURLMSG_DONE) continue;
       done[count].easy = msg->easy_handle;
       done[count].code = msg->data.result;
+      if (done[count].code == CURLE_OK && w->ended_well != NULL) w->ended_well(done[count].easy);
       /* msg is freed by the removal; a handle that cannot be taken out stops the thread */
       mrc = curl_multi_remove_handle(w->multi, done[count].easy);
       if (mrc != CURLM_OK) break;

@@ -24,6 +24,7 @@ typedef struct wf_finished {
 */
 typedef struct wf_worker {
   CURLM *multi;
+  void (*ended_well)(CURL *easy);  /* called on the thread for each handle that ended well */
   pthread_t thread;
   int started;                   /* the thread exists (and must be joined) */
   pid_t pid;                     /* of the process that started it */
@@ -41,7 +42,7 @@ typedef struct wf_worker {
   CURLMcode failure;             /* a libcurl failure that stopped the thread */
 } wf_worker;
 
-int wf_worker_init(wf_worker *w, CURLM *multi);
+int wf_worker_init(wf_worker *w, CURLM *multi, void (*ended_well)(CURL *easy));
 int wf_worker_start(wf_worker *w);
 int wf_worker_reserve(wf_worker *w, size_t handles);
 void wf_worker_add(wf_worker *w, CURL *easy);
