@@ -8,6 +8,18 @@ local faults = require "spec.support.faults"
 
 local MARGIN, EARLY = faults.MARGIN, faults.EARLY
 
+-- fork is reachable from Lua through LuaJIT's FFI: the case after runs there.
+local has_ffi, ffi = pcall(require, "ffi")
+if has_ffi then
+  ffi.cdef [[
+    int fork(void);
+    int waitpid(int pid, int *status, int options);
+    int kill(int pid, int signal);
+    void _exit(int status);
+  ]]
+end
+local WNOHANG, SIGKILL = 1, 9
+
 -- This process's id: /proc/self in a command would be the command's own.
 local function process_id()
   local stat = assert(io.open("/proc/self/stat"))
@@ -170,6 +182,58 @@ describe("a poll-mode session's transfer thread", function()
     collectgarbage()
     assert.equal(before, thread_count())
   end)
+
+  if has_ffi then
+    it("in a child made by fork, refuses the parent's session and lets go of it at once", function()
+      local session = core.session()
+      assert.is_true(finish(session, session:start(request("wf_demo"))).ok)
+      local running = session:start(request("wf_demo;fault=silent;n=thread-fork"))
+      session:drive(0.05)
+      local path = os.tmpname()
+      local pid = ffi.C.fork()
+      if pid == 0 then
+        -- the child: what each call gives, then out without running any finalizer
+        local answers = {}
+        local function try(fn, ...)
+          local ok, err = pcall(fn, ...)
+          answers[#answers + 1] = ok and "ok" or tostring(err):gsub("^[^:]*:%d+: ", "")
+        end
+        try(session.start, session, request("wf_demo"))
+        try(session.drive, session, 1)
+        try(running.release, running)
+        try(session.close, session)
+        try(session.running, session)
+        local file = io.open(path, "w")
+        file:write(table.concat(answers, "\n"), "\n")
+        file:close()
+        ffi.C._exit(0)
+      end
+      assert.is_true(pid > 0, "fork failed")
+      local status = ffi.new("int[1]")
+      local deadline = core.now() + 10
+      while ffi.C.waitpid(pid, status, WNOHANG) == 0 do
+        if core.now() > deadline then
+          ffi.C.kill(pid, SIGKILL)
+          ffi.C.waitpid(pid, status, 0)
+          error("the child hung")
+        end
+        core.sleep(0.01)
+      end
+      local file = assert(io.open(path))
+      local answers = {}
+      for line in file:lines() do answers[#answers + 1] = line end
+      file:close()
+      os.remove(path)
+      local refused = "session belongs to the process it was made in: make a new client after fork"
+      assert.same({ refused, refused, "ok", "ok", "attempt to use a closed session" }, answers)
+      assert.equal(0, status[0], "the child's exit status")
+      -- the parent's session and transfer are as they were
+      assert.is_false(running:done())
+      assert.equal(1, session:running())
+      assert.is_true(finish(session, session:start(request("wf_demo"))).ok)
+      session:close()
+    end)
+  end
 
   it("refuses options that are not a table", function()
     assert.error_matches(function() core.session("fast") end,

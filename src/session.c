@@ -113,7 +113,7 @@ static int collect_from_worker(lua_State *L, wf_session *s) {
 ** the session's memory but not its thread.
 */
 static void check_process(lua_State *L, wf_session *s) {
-  if (s->worker.started && s->worker.pid != getpid())
+  if (s->multi.worker != NULL && wf_worker_foreign(s->multi.worker))
     luaL_error(L, "session belongs to the process it was made in: make a new client after fork");
 }
 
@@ -139,6 +139,7 @@ static int session_start(lua_State *L) {
   CURLcode rc;
   CURLMcode mrc;
 
+  check_process(L, s);
   wf_read_request(L, 2, &req);
   t = wf_transfer_new(L, req.max_body);
   if (!wf_build_headers(L, &t->headers, &req)) return luaL_error(L, "out of memory");
@@ -148,7 +149,6 @@ static int session_start(lua_State *L) {
   if (rc == CURLE_OK && socket_mode(s)) rc = wf_socket_setup_easy(&s->sockets, t->easy);
   if (rc != CURLE_OK)
     return luaL_error(L, "cannot set up the request: %s", curl_easy_strerror(rc));
-  check_process(L, s);
   start_worker(s);
   if (s->multi.worker != NULL) {
     if (!wf_worker_reserve(s->multi.worker, (size_t)s->multi.running + 1))
@@ -186,6 +186,13 @@ static int session_close(lua_State *L) {
   wf_session *s = (wf_session *)luaL_checkudata(L, 1, WF_SESSION_TYPE);
   if (s->multi.handle == NULL) return 0;
   if (s->multi.in_libcurl > 0) return luaL_error(L, "recursive call");
+  if (s->multi.worker != NULL && wf_worker_foreign(s->multi.worker)) {
+    wf_multi_abandon_all(&s->multi);
+    s->multi.handle = NULL;
+    s->multi.worker = NULL;
+    s->worker_made = 0;
+    return 0;
+  }
   if (s->worker_made) wf_worker_stop(&s->worker);   /* every handle is the Lua thread's again */
   s->multi.worker = NULL;
   wf_multi_cancel_all(&s->multi);
@@ -282,8 +289,8 @@ static int session_drive(lua_State *L) {
   lua_Number wait = luaL_optnumber(L, 2, 0);
   int running_before = s->multi.running;
   if (s->multi.worker != NULL) {
+    check_process(L, s);
     if (collect_from_worker(L, s) == 0 && wait > 0 && s->multi.running > 0) {
-      check_process(L, s);
       wf_worker_wait(s->multi.worker, wait);
       collect_from_worker(L, s);
     }

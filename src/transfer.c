@@ -95,7 +95,10 @@ static CURLMcode take_out(wf_multi *m, CURL *easy) {
 */
 static void end_attempt(wf_transfer *t, int detached) {
   wf_multi *m = t->multi;
-  if (t->easy != NULL) {
+  if (t->easy != NULL && !detached && m != NULL && m->worker != NULL &&
+      wf_worker_foreign(m->worker)) {
+    t->easy = NULL;                 /* a forked child's copy: the parent's thread's, left be */
+  } else if (t->easy != NULL) {
     CURLMcode mrc = CURLM_BAD_HANDLE;
     if (detached) mrc = CURLM_OK;
     else if (m != NULL && m->handle != NULL) mrc = take_out(m, t->easy);
@@ -159,6 +162,22 @@ void wf_multi_cancel_all(wf_multi *m) {
     if (t->state == WF_RUNNING) t->state = WF_CANCELLED;
   }
   while (m->idle_count > 0) curl_easy_cleanup(m->idle[--m->idle_count]);
+}
+
+/*
+** In a child made by fork, where the session's thread is not: detaches every transfer
+** and forgets the idle easy handles without a call of libcurl, whose state the copy
+** may have caught half-way. Their memory stays the child's until it exits.
+*/
+void wf_multi_abandon_all(wf_multi *m) {
+  while (m->transfers != NULL) {
+    wf_transfer *t = m->transfers;
+    t->easy = NULL;
+    if (t->state == WF_RUNNING) t->state = WF_CANCELLED;
+    wf_transfer_unlink(t);
+  }
+  m->running = 0;
+  m->idle_count = 0;
 }
 
 /* Idempotent: release, __gc and __close all come here. */

@@ -53,5 +53,6 @@ void wf_transfer_finish(wf_transfer *t, CURLcode code, int detached);
 void wf_transfer_ended_on_thread(CURL *easy);
 CURL *wf_multi_take_easy(wf_multi *m);
 void wf_multi_cancel_all(wf_multi *m);
+void wf_multi_abandon_all(wf_multi *m);
 
 #endif

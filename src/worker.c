@@ -180,6 +180,15 @@ int wf_worker_start(wf_worker *w) {
   return 1;
 }
 
+/*
+** True in a child made by fork after the thread started: the thread is not there, and
+** its lock may have been held when the memory was copied. Nothing of the worker may
+** be touched then, not even to free it.
+*/
+int wf_worker_foreign(const wf_worker *w) {
+  return w->started && w->pid != getpid();
+}
+
 /* Room for `handles` handles in all; 0 when out of memory. Lua thread only. */
 int wf_worker_reserve(wf_worker *w, size_t handles) {
   CURL **to_add;

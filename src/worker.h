@@ -44,6 +44,7 @@ typedef struct wf_worker {
 
 int wf_worker_init(wf_worker *w, CURLM *multi, void (*ended_well)(CURL *easy));
 int wf_worker_start(wf_worker *w);
+int wf_worker_foreign(const wf_worker *w);
 int wf_worker_reserve(wf_worker *w, size_t handles);
 void wf_worker_add(wf_worker *w, CURL *easy);
 size_t wf_worker_take_finished(wf_worker *w, wf_finished *into, size_t room);

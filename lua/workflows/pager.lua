@@ -231,8 +231,9 @@ local function runs_iterator(walk)
         if index == left then
           walk:close()
         elseif index % 25 == 0 and walk.queue[1] then
-          -- every 25 runs: transfers move only when driven, and a caller slow with
-          -- its runs would otherwise leave the next pages waiting on the wire
+          -- every 25 runs: on cqueues and in a session without a transfer thread,
+          -- transfers move only when driven, and a caller slow with its runs would
+          -- otherwise leave the next pages waiting on the wire
           transport.flush(walk.queue[1])
         end
         stop = min(#current.items + 1, index - index % 25 + 25, left)
