@@ -63,6 +63,9 @@ describe("workflows", function()
       { { prefetch = "fast" }, 'option "prefetch" must be an integer in 0..64 or "auto" (got "fast")' },
       { { prefetch_cap = 0 }, 'option "prefetch_cap" must be an integer in 1..64 (got 0)' },
       { { prefetch_cap = 65 }, 'option "prefetch_cap" must be an integer in 1..64 (got 65)' },
+      { { transfer_thread = "no" }, 'option "transfer_thread" must be a boolean (got "no")' },
+      { { transfer_thred = false },
+        'unknown option "transfer_thred" (did you mean "transfer_thread"?)' },
       { { loop = {} }, 'option "loop" must be a libuv binding such as vim.uv, vim.loop or '
         .. 'require "luv" (got table)' },
       { { max_retry = 1 }, 'unknown option "max_retry" (did you mean "max_retries"?)' },

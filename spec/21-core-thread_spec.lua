@@ -235,6 +235,22 @@ describe("a poll-mode session's transfer thread", function()
     end)
   end
 
+  it("serves a client's calls and walks on one thread, or none with transfer_thread = false", function()
+    local workflows = require "workflows"
+    local before = thread_count()
+    for _, threaded in ipairs { true, false } do
+      local client = workflows.new { base_url = sb.url, token = sb.token, transfer_thread = threaded }
+      assert.equal(before, thread_count())
+      assert.truthy(client:list_runs("wf_demo", { limit = 2 }))
+      local count = 0
+      for _ in client:runs("wf_demo", { limit = 7 }) do count = count + 1 end
+      assert.is_true(count > 7)
+      assert.equal(threaded and before + 1 or before, thread_count())
+      client:close()
+      assert.equal(before, thread_count())
+    end
+  end)
+
   it("refuses options that are not a table", function()
     assert.error_matches(function() core.session("fast") end,
       "bad argument #1 to '%w+' %(table expected, got string%)")

@@ -26,6 +26,7 @@ local DEFAULTS = {
   transport = "auto",     -- the registry's choice (workflows.transport)
   pool_size = 30,         -- inside nginx: kept-alive connections per host and port
   pool_idle_timeout = 60, -- inside nginx: seconds an idle pooled connection is kept
+  transfer_thread = true, -- the blocking transport moves its transfers on a thread
 }
 M.DEFAULTS = DEFAULTS
 
@@ -213,11 +214,12 @@ local function horizon_size(v) return positive_integer(v) and v <= LARGEST_HORIZ
 local HORIZON = { "horizon", horizon_size, "an integer in 1..10000" }
 local function boolean(v) return type(v) == "boolean" end
 local INITIAL = { "initial", boolean, "a boolean" }
+local TRANSFER_THREAD = { "transfer_thread", boolean, "a boolean" }
 
 local CLIENT_OPTIONS = { TOKEN, BASE_URL, TIMEOUT, CONNECT_TIMEOUT, MAX_RETRIES, DEADLINE,
   PREFETCH, PREFETCH_CAP, USER_AGENT, CA_FILE, CA_PATH, MAX_BODY_BYTES, LOOP, TRANSPORT,
   POOL_SIZE, POOL_IDLE_TIMEOUT, PROXY, NO_PROXY, CLIENT_CERT, CLIENT_KEY, CLIENT_KEY_PASSWORD,
-  ON_EVENT, HEADERS, RETRY_BUDGET, SHARED_DICT }
+  ON_EVENT, HEADERS, RETRY_BUDGET, SHARED_DICT, TRANSFER_THREAD }
 local LIST_OPTIONS = { STATUS, LIMIT, OFFSET, DEADLINE }
 local WALK_OPTIONS = { STATUS, LIMIT, OFFSET, MAX, DEADLINE }
 local WATCH_OPTIONS = { STATUS, LIMIT, INTERVAL, HORIZON, INITIAL, DEADLINE }

@@ -42,6 +42,7 @@
 ---@field headers? table<string, string> extra request headers (traceparent, tracestate, ...); never Authorization, Host or the client's own
 ---@field retry_budget? boolean|workflows.RetryBudget on (true, default) or off (false), or its numbers
 ---@field shared_dict? string inside nginx: a lua_shared_dict shared by every worker (retry budget, Retry-After pauses, the window's back-off)
+---@field transfer_thread? boolean the blocking transport moves its transfers on a thread of its own (default true)
 
 ---The retry budget: a retry costs a token, each success puts `ratio` back.
 ---@class workflows.RetryBudget

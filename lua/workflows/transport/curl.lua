@@ -22,7 +22,8 @@ function M.claims() return true end
 function M.transport_for(client)
   local transport = client.transports.curl
   if not transport then
-    transport = setmetatable({ session = nil }, Transport)
+    transport = setmetatable({ session = nil, thread = client.config.transfer_thread },
+      Transport)
     client.transports.curl = transport
   end
   return transport
@@ -34,7 +35,7 @@ function M.found(client) return client.transports.curl end
 local function session_of(self)
   local session = self.session
   if not session then
-    session = core.session()
+    session = core.session { thread = self.thread }
     self.session = session
   end
   return session
