@@ -4,6 +4,7 @@
 -- The thread is counted in /proc/self/task.
 local core = require "workflows.core"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 local faults = require "spec.support.faults"
 
 local MARGIN, EARLY = faults.MARGIN, faults.EARLY
@@ -38,19 +39,7 @@ local function thread_count()
   return count
 end
 
--- What may differ between two requests for the same answer.
-local function comparable(outcome)
-  local copy = {}
-  for key, value in pairs(outcome) do copy[key] = value end
-  copy.elapsed, copy.reused = nil, nil
-  if copy.request_id then copy.request_id = "<id>" end
-  if copy.page then
-    copy.page = { items = copy.page.items, hasMore = copy.page.hasMore,
-      limit = copy.page.limit, offset = copy.page.offset, requestId = "<id>" }
-  end
-  if copy.retry_after then copy.retry_after = math.floor(copy.retry_after / 5 + 0.5) * 5 end
-  return copy
-end
+local comparable = fixtures.comparable_outcome
 
 local function finish(session, transfer)
   while not transfer:done() do session:drive(5) end

@@ -4,6 +4,7 @@
 -- tool; the curl path's outcomes through a poll session.
 local core = require "workflows.core"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 
 local function without_position(message)
   return (tostring(message):gsub("^[^:]*:%d+: ", ""))
@@ -56,20 +57,7 @@ local function fetch_with_curl_path(url, token, max_body_bytes)
   return outcome
 end
 
--- What may differ between two requests for the same answer: ids, timings, the
--- connection, and a Retry-After date read a moment apart.
-local function comparable(outcome)
-  local copy = {}
-  for key, value in pairs(outcome) do copy[key] = value end
-  copy.elapsed, copy.reused = nil, nil
-  if copy.request_id then copy.request_id = "<id>" end
-  if copy.page then
-    copy.page = { items = copy.page.items, hasMore = copy.page.hasMore,
-      limit = copy.page.limit, offset = copy.page.offset, requestId = "<id>" }
-  end
-  if copy.retry_after then copy.retry_after = math.floor(copy.retry_after / 5 + 0.5) * 5 end
-  return copy
-end
+local comparable = fixtures.comparable_outcome
 
 describe("core.response_outcome()", function()
   local sb

@@ -150,4 +150,20 @@ function M.comparable(err)
   return copy
 end
 
+-- A transfer's outcome (transfer:result()) without what may differ between two
+-- requests for the same answer: ids, timings, the connection, and a Retry-After date
+-- read a moment apart.
+function M.comparable_outcome(outcome)
+  local copy = {}
+  for key, value in pairs(outcome) do copy[key] = value end
+  copy.elapsed, copy.reused = nil, nil
+  if copy.request_id then copy.request_id = "<id>" end
+  if copy.page then
+    copy.page = { items = copy.page.items, hasMore = copy.page.hasMore,
+      limit = copy.page.limit, offset = copy.page.offset, requestId = "<id>" }
+  end
+  if copy.retry_after then copy.retry_after = math.floor(copy.retry_after / 5 + 0.5) * 5 end
+  return copy
+end
+
 return M
