@@ -62,6 +62,26 @@ describe("the nginx transport", function()
       assert.matches("^127%.0%.0%.1:%d+$", entry.headers["Host"])
     end)
 
+    it("starts no thread in the worker for the curl transport", function()
+      local code = [[
+        local function threads()
+          local listing = io.popen("ls /proc/" .. ngx.worker.pid() .. "/task")
+          local count = 0
+          for _ in listing:lines() do count = count + 1 end
+          listing:close()
+          return count
+        end
+        local before = threads()
+        local client = workflows.new { token = "sandbox-token", base_url = SB, transport = "curl" }
+        local page = assert(client:list_runs("wf_demo", { limit = 3 }))
+        local during = threads()
+        client:close()
+        return { before = before, during = during, items = #page.items }
+      ]]
+      local result = openresty.run_in(server, sb.url, code)
+      assert.same({ before = result.before, during = result.before, items = 3 }, result)
+    end)
+
     local faults = {
       { "a 400", "status=400" },
       { "a 401", nil, "token = 'wrong'" },

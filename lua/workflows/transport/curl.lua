@@ -18,12 +18,17 @@ Transport.name = "curl"  -- what events call it
 -- Serves whatever no other transport claims.
 function M.claims() return true end
 
+-- An nginx worker runs one thread by design, and there this transport blocks it
+-- whichever thread moves the bytes: no transfer thread inside nginx.
+local function wants_thread(client)
+  return client.config.transfer_thread and require("workflows.transport.ngx").api() == nil
+end
+
 -- The client's transport, made on first use.
 function M.transport_for(client)
   local transport = client.transports.curl
   if not transport then
-    transport = setmetatable({ session = nil, thread = client.config.transfer_thread },
-      Transport)
+    transport = setmetatable({ session = nil, thread = wants_thread(client) }, Transport)
     client.transports.curl = transport
   end
   return transport
