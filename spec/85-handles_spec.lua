@@ -1,5 +1,5 @@
 -- Handles: creating and dropping 10,000 clients and breaking off 1,000 walks leaves
--- the process's open file descriptors where they started.
+-- the process's open file descriptors, and its threads, where they started.
 local workflows = require "workflows"
 local fixtures = require "spec.support.fixtures"
 
@@ -53,6 +53,16 @@ local function settled_fds(pid, expected)
     -- on a loaded machine the last finalizers and closes may take a moment
     require("workflows.core").sleep(0.02)
   end
+  return count
+end
+
+-- Threads of this process: each client that made a request has a transfer thread
+-- until it is closed or collected.
+local function threads(pid)
+  local pipe = assert(io.popen("ls /proc/" .. pid .. "/task"))
+  local count = 0
+  for _ in pipe:lines() do count = count + 1 end
+  pipe:close()
   return count
 end
 
@@ -112,6 +122,7 @@ describe("file descriptors", function()
 
   it("are all given back after 10,000 clients were made, used and dropped", function()
     local before = stable_fds(pid)
+    local threads_before = threads(pid)
     local worked = 0
     for i = 1, 10000 do
       -- every tenth client talks to the sandbox; the others meet a closed port,
@@ -123,10 +134,12 @@ describe("file descriptors", function()
     end
     assert.equal(10000, worked)
     assert.equal(before, settled_fds(pid, before))
+    assert.equal(threads_before, threads(pid), "the dropped clients' transfer threads")
   end)
 
   it("are all given back after 1,000 walks were broken off", function()
     local before = stable_fds(pid)
+    local threads_before = threads(pid)
     local started, left_running = 0, 0
     for i = 1, 1000 do
       local ok, in_flight = break_off_walk()
@@ -143,6 +156,7 @@ describe("file descriptors", function()
       assert.is_true(left_running > 0)    -- the collector released them
     end
     assert.equal(before, settled_fds(pid, before))
+    assert.equal(threads_before, threads(pid), "the broken-off walks' transfer threads")
   end)
 
   it("stay put while one client breaks off walk after walk", function()
