@@ -80,11 +80,9 @@ static void collect_finished(wf_session *s) {
   CURLMsg *msg;
   int left;
   while ((msg = curl_multi_info_read(s->multi.handle, &left)) != NULL) {
-    char *owner = NULL;
-    if (msg->msg != CURLMSG_DONE) continue;
-    if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &owner) == CURLE_OK &&
-        owner != NULL)
-      wf_transfer_finish((wf_transfer *)owner, msg->data.result, 0);
+    wf_transfer *t;
+    if (msg->msg == CURLMSG_DONE && (t = wf_transfer_of(msg->easy_handle)) != NULL)
+      wf_transfer_finish(t, msg->data.result, 0);
   }
 }
 
@@ -96,10 +94,8 @@ static int collect_from_worker(lua_State *L, wf_session *s) {
   CURLMcode mrc;
   while ((count = wf_worker_take_finished(&s->worker, done, 16)) > 0) {
     for (i = 0; i < count; i++) {
-      char *owner = NULL;
-      if (curl_easy_getinfo(done[i].easy, CURLINFO_PRIVATE, &owner) == CURLE_OK &&
-          owner != NULL)
-        wf_transfer_finish((wf_transfer *)owner, done[i].code, 1);
+      wf_transfer *t = wf_transfer_of(done[i].easy);
+      if (t != NULL) wf_transfer_finish(t, done[i].code, 1);
       collected++;
     }
   }
@@ -150,13 +146,13 @@ static int session_start(lua_State *L) {
   if (rc != CURLE_OK)
     return luaL_error(L, "cannot set up the request: %s", curl_easy_strerror(rc));
   start_worker(s);
+  if (s->multi.worker != NULL &&
+      !wf_worker_reserve(s->multi.worker, (size_t)s->multi.running + 1))
+    return luaL_error(L, "out of memory");
+  wf_transfer_link(&s->multi, t);
   if (s->multi.worker != NULL) {
-    if (!wf_worker_reserve(s->multi.worker, (size_t)s->multi.running + 1))
-      return luaL_error(L, "out of memory");
-    wf_transfer_link(&s->multi, t);
     wf_worker_add(s->multi.worker, t->easy);
   } else {
-    wf_transfer_link(&s->multi, t);
     s->multi.in_libcurl++;
     mrc = curl_multi_add_handle(s->multi.handle, t->easy);
     s->multi.in_libcurl--;

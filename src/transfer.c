@@ -66,6 +66,13 @@ void wf_transfer_unlink(wf_transfer *t) {
   t->multi = NULL;
 }
 
+/* The transfer an easy handle serves (its CURLOPT_PRIVATE), or NULL. */
+wf_transfer *wf_transfer_of(CURL *easy) {
+  char *owner = NULL;
+  if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &owner) != CURLE_OK) return NULL;
+  return (wf_transfer *)owner;
+}
+
 /*
 ** Takes a running attempt's easy handle out of the multi handle, aborting it (which
 ** closes its connection). With a transfer thread, the thread lets go of the multi
@@ -122,11 +129,10 @@ static void end_attempt(wf_transfer *t, int detached) {
 ** decoding there (the Lua thread does not touch the response until it collects it).
 */
 void wf_transfer_ended_on_thread(CURL *easy) {
-  char *owner = NULL;
+  wf_transfer *t = wf_transfer_of(easy);
   long status = 0;
-  if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &owner) != CURLE_OK || owner == NULL) return;
-  if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) return;
-  if (status >= 200 && status < 300) wf_response_count(&((wf_transfer *)owner)->response);
+  if (t == NULL || curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) return;
+  if (status >= 200 && status < 300) wf_response_count(&t->response);
 }
 
 /* Records how the attempt ended, then ends it; `detached`: the easy handle is out already. */

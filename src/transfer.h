@@ -51,6 +51,7 @@ void wf_transfer_link(wf_multi *m, wf_transfer *t);
 void wf_transfer_unlink(wf_transfer *t);
 void wf_transfer_finish(wf_transfer *t, CURLcode code, int detached);
 void wf_transfer_ended_on_thread(CURL *easy);
+wf_transfer *wf_transfer_of(CURL *easy);
 CURL *wf_multi_take_easy(wf_multi *m);
 void wf_multi_cancel_all(wf_multi *m);
 void wf_multi_abandon_all(wf_multi *m);

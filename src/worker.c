@@ -54,13 +54,15 @@ no_attr:
   return 0;
 }
 
-/* Moves what the thread took out of the multi handle to `finished`, under the lock. */
+/* Moves what the thread took out of the multi handle to `finished`. */
 static void publish(wf_worker *w, const wf_finished *done, size_t count) {
   if (count == 0) return;
+  pthread_mutex_lock(&w->lock);
   memcpy(w->finished + w->finished_count, done, count * sizeof *done);
   w->finished_count += count;
   w->attached -= count;
   pthread_cond_broadcast(&w->changed);
+  pthread_mutex_unlock(&w->lock);
 }
 
 /* Called with the lock held; returns with it held. */
@@ -127,17 +129,11 @@ static void *run(void *arg) {
       mrc = curl_multi_remove_handle(w->multi, done[count].easy);
       if (mrc != CURLM_OK) break;
       if (++count == sizeof done / sizeof done[0]) {
-        pthread_mutex_lock(&w->lock);
         publish(w, done, count);
-        pthread_mutex_unlock(&w->lock);
         count = 0;
       }
     }
-    if (count > 0) {
-      pthread_mutex_lock(&w->lock);
-      publish(w, done, count);
-      pthread_mutex_unlock(&w->lock);
-    }
+    publish(w, done, count);
     if (mrc != CURLM_OK) {
       fail(w, mrc);
       break;
