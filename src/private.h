@@ -16,6 +16,21 @@
 #define WF_CONTENT_TYPE_MAX 96
 
 /*
+** What wf_scan_page_text found in a 2xx body, ahead of decoding it: the text without
+** its null members (see decode.c), and how many members are left that decoding must
+** compare against what it meets.
+*/
+typedef struct wf_page_text {
+  char *text;                  /* malloc'd; NULL: nothing was cut, decode the body */
+  size_t len;
+  size_t members;              /* WF_NOT_COUNTED before a scan */
+} wf_page_text;
+
+#define WF_NOT_COUNTED ((size_t)-1)
+/* A count no page reaches: the scan gave up, and every member gets a look. */
+#define WF_NEVER_MATCHED ((size_t)-2)
+
+/*
 ** What arrived for one attempt: filled by libcurl's callbacks during the transfer
 ** (or by the fuzzer, or by core.response_outcome), then turned into the outcome
 ** table once.
@@ -36,10 +51,8 @@ typedef struct wf_response {
   char retry_after[64];        /* raw header value, "" when absent */
   char content_type[WF_CONTENT_TYPE_MAX];
   char error_text[CURL_ERROR_SIZE];
-  size_t text_members;         /* wf_count_text_members of the body, or WF_NOT_COUNTED */
+  wf_page_text page_text;      /* the body scanned on the transfer thread, if it was */
 } wf_response;
-
-#define WF_NOT_COUNTED ((size_t)-1)
 
 /* What session:start reads from its request table. */
 typedef struct wf_request {
@@ -93,9 +106,10 @@ int wf_ids_open(lua_State *L);
 int wf_decode_open(lua_State *L);
 int wf_push_page(lua_State *L, const char *body, size_t len,
                  const char *header_request_id);
-int wf_push_counted_page(lua_State *L, const char *body, size_t len,
-                         const char *header_request_id, size_t text_members);
-size_t wf_count_text_members(const char *body, size_t len);
+int wf_push_scanned_page(lua_State *L, const char *body, size_t len,
+                         const char *header_request_id, const wf_page_text *text);
+void wf_scan_page_text(const char *body, size_t len, wf_page_text *out);
+void wf_page_text_free(wf_page_text *t);
 int wf_push_envelope(lua_State *L, const char *body, size_t len);
 
 /* response.c, layer 1 */
@@ -106,7 +120,7 @@ int wf_response_append(wf_response *r, const char *data, size_t len);
 void wf_response_header_line(wf_response *r, const char *line, size_t len);
 void wf_response_header(wf_response *r, const char *name, size_t name_len,
                         const char *value, size_t len);
-void wf_response_count(wf_response *r);
+void wf_response_scan(wf_response *r);
 void wf_push_outcome(lua_State *L, const wf_response *r);
 double wf_retry_after_seconds(const char *value, double now);
 

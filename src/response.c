@@ -17,22 +17,23 @@
 void wf_response_init(wf_response *r, size_t max_body) {
   memset(r, 0, sizeof *r);
   r->max_body = max_body;
-  r->text_members = WF_NOT_COUNTED;
+  r->page_text.members = WF_NOT_COUNTED;
 }
 
 void wf_response_free(wf_response *r) {
   free(r->body);
   r->body = NULL;
   r->body_len = r->body_cap = 0;
-  r->text_members = WF_NOT_COUNTED;
+  wf_page_text_free(&r->page_text);
 }
 
 /*
-** Counts ahead what decoding the body as a page compares (see decode.c): on the
-** transfer thread, where it costs the Lua thread nothing.
+** Scans the body of a page ahead of its decoding (see decode.c): on the transfer
+** thread, where it costs the Lua thread nothing.
 */
-void wf_response_count(wf_response *r) {
-  r->text_members = wf_count_text_members(r->body, r->body_len);
+void wf_response_scan(wf_response *r) {
+  wf_page_text_free(&r->page_text);
+  wf_scan_page_text(r->body, r->body_len, &r->page_text);
 }
 
 /* The first allocation of a body: room for a small one, or for what the server announced. */
@@ -233,7 +234,13 @@ static int content_type_is_json(const char *content_type) {
 
 /* A 2xx: the page, or a decode failure naming what is wrong with the body. */
 static void set_page(lua_State *L, int t, const wf_response *r) {
-  if (wf_push_counted_page(L, r->body, r->body_len, r->request_id, r->text_members)) {
+  int pushed;
+  if (r->page_text.members != WF_NOT_COUNTED) {
+    pushed = wf_push_scanned_page(L, r->body, r->body_len, r->request_id, &r->page_text);
+  } else {
+    pushed = wf_push_page(L, r->body, r->body_len, r->request_id);
+  }
+  if (pushed) {
     lua_setfield(L, t, "page");
     lua_pushboolean(L, 1);
     lua_setfield(L, t, "ok");

@@ -125,14 +125,14 @@ static void end_attempt(wf_transfer *t, int detached) {
 }
 
 /*
-** On the transfer thread, as an attempt ends well: a page's body is counted for its
+** On the transfer thread, as an attempt ends well: a page's body is scanned for its
 ** decoding there (the Lua thread does not touch the response until it collects it).
 */
 void wf_transfer_ended_on_thread(CURL *easy) {
   wf_transfer *t = wf_transfer_of(easy);
   long status = 0;
   if (t == NULL || curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK) return;
-  if (status >= 200 && status < 300) wf_response_count(&t->response);
+  if (status >= 200 && status < 300) wf_response_scan(&t->response);
 }
 
 /* Records how the attempt ended, then ends it; `detached`: the easy handle is out already. */
