@@ -16,6 +16,10 @@
 ** pushed, a table; ok = true with a page of the documented shape, or ok = false with
 ** a known kind and (but for "http", where the body may say nothing) a message string.
 ** A broken promise aborts, which libFuzzer reports as a crash.
+**
+** The page decode is also held against a plain cjson.decode of the same body (the
+** oracle below, in Lua): the scan that cuts null members out of the text before
+** decoding must give the same runs, and refuse the same bodies with the same message.
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +31,53 @@
 #include "private.h"
 
 static lua_State *state;
+
+/*
+** agree(body, page_or_nil, message) -> nil | what differs. The reference is a
+** decoder set up as the core's own, and the runs it gives, normalized as doc/core.md
+** promises: no null anywhere in a run, integral numbers integers.
+*/
+static const char ORACLE[] =
+  "local cjson = require 'cjson'\n"
+  "local reference = cjson.new()\n"
+  "reference.decode_max_depth(64)\n"
+  "reference.decode_invalid_numbers(false)\n"
+  "local function normalized(v)\n"
+  "  if type(v) ~= 'table' then\n"
+  "    if math.type(v) == 'float' and v >= -2^53 and v <= 2^53 and v == math.floor(v) then\n"
+  "      return math.tointeger(v)\n"
+  "    end\n"
+  "    return v\n"
+  "  end\n"
+  "  local copy = {}\n"
+  "  for k, x in pairs(v) do if x ~= cjson.null then copy[k] = normalized(x) end end\n"
+  "  return copy\n"
+  "end\n"
+  "local function same(a, b)\n"
+  "  if type(a) ~= type(b) or math.type(a) ~= math.type(b) then return false end\n"
+  "  if type(a) ~= 'table' then return a == b end\n"
+  "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
+  "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+  "  return true\n"
+  "end\n"
+  "return function(body, page, message)\n"
+  "  local ok, expected = pcall(reference.decode, body)\n"
+  "  if not ok then\n"
+  "    if page then return 'a page from a body cjson refuses' end\n"
+  "    if message ~= 'invalid JSON: ' .. expected then return 'another message: ' .. message end\n"
+  "    return nil\n"
+  "  end\n"
+  "  if not page then\n"
+  "    if message:match '^invalid JSON' then return 'refused what cjson reads' end\n"
+  "    return nil\n"
+  "  end\n"
+  "  local runs = {}\n"
+  "  for i, run in ipairs(expected.data.items) do runs[i] = normalized(run) end\n"
+  "  if not same(page.items, runs) then return 'runs differ from a plain decode' end\n"
+  "end\n";
+
+/* Registry key of the oracle function. */
+static const char ORACLE_KEY = 'o';
 
 static void fail(const char *what) {
   fprintf(stderr, "response_fuzzer: %s\n", what);
@@ -48,6 +99,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   lua_newtable(state);                        /* stands in for the module table */
   wf_decode_open(state);                      /* require "cjson" and a private instance */
   lua_pop(state, 1);
+  lua_pushlightuserdata(state, (void *)&ORACLE_KEY);
+  if (luaL_dostring(state, ORACLE) != LUA_OK) fail(lua_tostring(state, -1));
+  lua_rawset(state, LUA_REGISTRYINDEX);
   atexit(close_state);
   return 0;
 }
@@ -196,6 +250,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fail("wf_push_page failed without a message");
   }
   if (lua_gettop(L) != 1) fail("wf_push_page did not push exactly one value");
+  if (body_len > 0) {
+    int is_page = lua_type(L, 1) == LUA_TTABLE;
+    lua_pushlightuserdata(L, (void *)&ORACLE_KEY);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushlstring(L, (const char *)body, body_len);
+    if (is_page) lua_pushvalue(L, 1); else lua_pushnil(L);
+    if (is_page) lua_pushnil(L); else lua_pushvalue(L, 1);
+    if (lua_pcall(L, 3, 1, 0) != LUA_OK) fail(lua_tostring(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING) fail(lua_tostring(L, -1));
+  }
   lua_settop(L, 0);
   if (wf_push_envelope(L, (const char *)body, body_len) && lua_gettop(L) != 1)
     fail("wf_push_envelope did not push exactly one value");

@@ -159,6 +159,8 @@ describe("the scan before decoding", function()
       '{"a":[1,"k":null,2]}', '{"a":["x","k":null]}', '{"a":{"b":1},,"k":null}',
       '{"k":null,,"a":1}', '{"k" null}', '{"k":nul}', '{"k":nulll}', '{"k":null "a":1}',
       '{"a":"x,","k":null}}', '{"k":null]', '["k":null]',
+      -- names the decoder refuses: a NUL (its end of text), an escape it does not know
+      '{"so\0urce":null,"a":1}', '{"a":1,"b\\qc":null}', '{"\\u00zz":null}',
     } do
       assert.equal("refused", agree(format(RUNS, run)), run)
     end
