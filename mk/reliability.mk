@@ -29,7 +29,7 @@ LUA54_LIBS    = $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null || echo -llua5.4
 # the sandbox run outside it).
 VALGRIND_CORE_SPECS = spec/17-id-set_spec.lua spec/21-core-thread_spec.lua \
                       spec/22-core-sockets_spec.lua spec/23-core-response-outcome_spec.lua \
-                      spec/24-core-decode-runs_spec.lua
+                      spec/24-core-decode-runs_spec.lua spec/24-core-decode-scan_spec.lua
 
 # Specs that helgrind runs: the transfer thread at every moment of a transfer's life.
 HELGRIND_SPECS = spec/21-core-thread_spec.lua spec/23-core-response-outcome_spec.lua
