@@ -20,6 +20,8 @@
 ** The page decode is also held against a plain cjson.decode of the same body (the
 ** oracle below, in Lua): the scan that cuts null members out of the text before
 ** decoding must give the same runs, and refuse the same bodies with the same message.
+** And the scan's ways of reading the text (plain C, SSE2, AVX2) must agree byte for
+** byte, since a processor uses only one of them.
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -230,6 +232,22 @@ static void check_outcome(lua_State *L, int t) {
   lua_pop(L, 1);
 }
 
+/* Fails unless every way of scanning `body` gives the same text and count. */
+static void check_scan_ways(const char *body, size_t len) {
+  wf_page_text first, other;
+  wf_scan_way way;
+  wf_scan_page_text_with(body, len, &first, WF_SCAN_PLAIN);
+  for (way = WF_SCAN_SSE2; way <= WF_SCAN_AVX2; way++) {
+    wf_scan_page_text_with(body, len, &other, way);
+    if (other.members != first.members || other.len != first.len ||
+        (other.text == NULL) != (first.text == NULL) ||
+        (other.text != NULL && memcmp(other.text, first.text, other.len) != 0))
+      fail("the scan's ways of reading the text disagree");
+    wf_page_text_free(&other);
+  }
+  wf_page_text_free(&first);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_State *L = state;
   wf_response r;
@@ -250,6 +268,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fail("wf_push_page failed without a message");
   }
   if (lua_gettop(L) != 1) fail("wf_push_page did not push exactly one value");
+  check_scan_ways((const char *)body, body_len);
   if (body_len > 0) {
     int is_page = lua_type(L, 1) == LUA_TTABLE;
     lua_pushlightuserdata(L, (void *)&ORACLE_KEY);

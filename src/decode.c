@@ -528,9 +528,24 @@ static inline uint64_t unescaped_quotes(text_scan *s, const block_bits *b) {
   return b->quotes;
 }
 
-/* p[0, 64) into bits; p[64] is read too. */
-static void bits_of_64(const unsigned char *p, block_bits *b) {
+/* p[0, 64) into bits, one byte at a time; p[64] is read too. */
+static void bits_of_64_plain(const unsigned char *p, block_bits *b) {
+  int i;
+  memset(b, 0, sizeof *b);
+  for (i = 0; i < 64; i++) {
+    unsigned char c = p[i], folded = c | 0x20, next = p[i + 1];
+    b->quotes |= (uint64_t)(c == '"') << i;
+    b->backslashes |= (uint64_t)(c == '\\') << i;
+    b->colons |= (uint64_t)(c == ':') << i;
+    b->brackets |= (uint64_t)(folded == '{' || folded == '}') << i;
+    b->before_uncounted |= (uint64_t)(next == '"' || next == 't' || next == 'f') << i;
+    b->before_special |= (uint64_t)(next == 'n' || next <= 0x20) << i;
+  }
+}
+
 #ifdef WF_SSE2_SCAN
+/* The same with SSE2, 16 bytes at a time. */
+static void bits_of_64_sse2(const unsigned char *p, block_bits *b) {
   int part;
   memset(b, 0, sizeof *b);
   for (part = 0; part < 4; part++) {
@@ -556,34 +571,28 @@ static void bits_of_64(const unsigned char *p, block_bits *b) {
     b->before_uncounted |= (uint64_t)(unsigned)_mm_movemask_epi8(uncounted) << shift;
     b->before_special |= (uint64_t)(unsigned)_mm_movemask_epi8(special) << shift;
   }
-#else
-  int i;
-  memset(b, 0, sizeof *b);
-  for (i = 0; i < 64; i++) {
-    unsigned char c = p[i], folded = c | 0x20, next = p[i + 1];
-    b->quotes |= (uint64_t)(c == '"') << i;
-    b->backslashes |= (uint64_t)(c == '\\') << i;
-    b->colons |= (uint64_t)(c == ':') << i;
-    b->brackets |= (uint64_t)(folded == '{' || folded == '}') << i;
-    b->before_uncounted |= (uint64_t)(next == '"' || next == 't' || next == 'f') << i;
-    b->before_special |= (uint64_t)(next == 'n' || next <= 0x20) << i;
-  }
-#endif
 }
+#endif
 
-static void scan_blocks(text_scan *s) {
+/* The blocks with bits_of_64_sse2 where `sse2` (and the compiler offers it), else plain. */
+static void scan_blocks(text_scan *s, int sse2) {
   size_t block;
   for (block = 0; block < s->len && !s->broken; block += 64) {
     unsigned char padded[96];
     const unsigned char *p = block_bytes(s, block, padded);
     block_bits b;
     uint64_t inside;
-    bits_of_64(p, &b);
+#ifdef WF_SSE2_SCAN
+    if (sse2) bits_of_64_sse2(p, &b);
+    else
+#endif
+      bits_of_64_plain(p, &b);
     b.quotes = unescaped_quotes(s, &b);
     inside = prefix_xor(b.quotes) ^ s->inside_carry;
     s->inside_carry = (uint64_t)0 - (inside >> 63);
     scan_block(s, p, block, &b, inside);
   }
+  (void)sse2;
 }
 
 #ifdef WF_AVX2_SCAN
@@ -639,19 +648,27 @@ __attribute__((target("avx2,pclmul,popcnt"))) static void scan_blocks_avx2(text_
 }
 #endif
 
-void wf_scan_page_text(const char *body, size_t len, wf_page_text *out) {
+/* Whether this processor runs scan_blocks_avx2. */
+static int has_avx2_scan(void) {
+#ifdef WF_AVX2_SCAN
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") &&
+         __builtin_cpu_supports("popcnt");
+#else
+  return 0;
+#endif
+}
+
+void wf_scan_page_text_with(const char *body, size_t len, wf_page_text *out, wf_scan_way way) {
   text_scan scan, *s = &scan;
   s->body = body, s->len = len;
   s->text = NULL, s->text_len = s->copied = 0, s->cut_failed = 0;
   s->members = 0, s->inside_carry = 0, s->quote_carry = 0, s->escape_carry = 0;
   s->depth = 0, s->broken = 0, s->objects = 0;
 #ifdef WF_AVX2_SCAN
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("pclmul") &&
-      __builtin_cpu_supports("popcnt"))
-    scan_blocks_avx2(s);
+  if (way == WF_SCAN_AVX2 && has_avx2_scan()) scan_blocks_avx2(s);
   else
 #endif
-    scan_blocks(s);
+    scan_blocks(s, way != WF_SCAN_PLAIN);
   out->text = NULL, out->len = len, out->members = WF_NEVER_MATCHED;
   if (s->broken) {
     free(s->text);
@@ -662,6 +679,10 @@ void wf_scan_page_text(const char *body, size_t len, wf_page_text *out) {
     memcpy(s->text + s->text_len, body + s->copied, len - s->copied);
     out->text = s->text, out->len = s->text_len + (len - s->copied);
   }
+}
+
+void wf_scan_page_text(const char *body, size_t len, wf_page_text *out) {
+  wf_scan_page_text_with(body, len, out, has_avx2_scan() ? WF_SCAN_AVX2 : WF_SCAN_SSE2);
 }
 
 void wf_page_text_free(wf_page_text *t) {

@@ -109,6 +109,12 @@ int wf_push_page(lua_State *L, const char *body, size_t len,
 int wf_push_scanned_page(lua_State *L, const char *body, size_t len,
                          const char *header_request_id, const wf_page_text *text);
 void wf_scan_page_text(const char *body, size_t len, wf_page_text *out);
+/*
+** The same, reading the text one way: the fuzzer holds the ways against each other.
+** A way this build or processor lacks falls back to the next one down.
+*/
+typedef enum { WF_SCAN_PLAIN, WF_SCAN_SSE2, WF_SCAN_AVX2 } wf_scan_way;
+void wf_scan_page_text_with(const char *body, size_t len, wf_page_text *out, wf_scan_way way);
 void wf_page_text_free(wf_page_text *t);
 int wf_push_envelope(lua_State *L, const char *body, size_t len);
 
