@@ -20,14 +20,17 @@ local client = workflows.new(options)
 local count, number, started = 0, 0, core.now()
 local iterator, state, control, walk = client[extra == "trace" and "pages" or "runs"](client,
   workflow, { limit = 100 })
-for item in iterator, state, control do
-  if extra == "trace" then
-    number, count = number + 1, count + #item.items
+if extra == "trace" then
+  for page in iterator, state, control do
+    number, count = number + 1, count + #page.items
     local current, largest, halvings = walk:window()
-    print(("page %d %.1f %d %d %d %d"):format(number, (core.now() - started) * 1000, #item.items,
+    print(("page %d %.1f %d %d %d %d"):format(number, (core.now() - started) * 1000, #page.items,
       current, largest, halvings))
-  elseif item.id then
-    count = count + 1
+  end
+else
+  -- the peers' loop (bench/hosts/peers.lua), so that the hosts' own work is alike
+  for run in iterator, state, control do
+    if run.id then count = count + 1 end
   end
 end
 print(("%d %d %d %d"):format(count, walk:window()))
