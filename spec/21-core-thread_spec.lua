@@ -53,7 +53,7 @@ describe("a poll-mode session's transfer thread", function()
   lazy_teardown(function() sb:stop() end)
 
   local function url(id, query)
-    return sb.url .. "/v1/workflows/" .. core.escape_segment(id) .. "/runs" .. (query or "")
+    return fixtures.runs_url(sb, id, query)
   end
 
   local function request(id, query)

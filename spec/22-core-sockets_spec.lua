@@ -5,6 +5,7 @@
 -- against the sandbox.
 local core = require "workflows.core"
 local sandbox = require "spec.support.sandbox"
+local fixtures = require "spec.support.fixtures"
 local socket_driver = require "spec.support.socket_driver"
 
 local uv = socket_driver.uv
@@ -12,7 +13,6 @@ local new_driver, run_for = socket_driver.new, socket_driver.run_for
 local fd_open, count_fds = socket_driver.fd_open, socket_driver.count_fds
 local getinfo, sethook = debug.getinfo, debug.sethook
 
-local escape = core.escape_segment
 
 local function without_position(message)
   return (tostring(message):gsub("^[^:]*:%d+: ", ""))
@@ -39,7 +39,7 @@ describe_luv("core.socket_session()", function()
   lazy_teardown(function() sb:stop() end)
 
   local function url(id, query)
-    return sb.url .. "/v1/workflows/" .. escape(id) .. "/runs" .. (query or "")
+    return fixtures.runs_url(sb, id, query)
   end
 
   it("says which mode a session is in when driven the other way", function()

@@ -66,7 +66,7 @@ describe("core.response_outcome()", function()
   lazy_teardown(function() sb:stop() end)
 
   local function url(id, query)
-    return sb.url .. "/v1/workflows/" .. core.escape_segment(id) .. "/runs" .. (query or "")
+    return fixtures.runs_url(sb, id, query)
   end
 
   local cases = {

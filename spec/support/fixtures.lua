@@ -150,6 +150,13 @@ function M.comparable(err)
   return copy
 end
 
+-- The sandbox's listing URL for workflow `id`, with `query` ("?limit=3...") if any:
+-- what the core's own specs hand session:start.
+function M.runs_url(sb, id, query)
+  local escape_segment = require("workflows.core").escape_segment
+  return sb.url .. "/v1/workflows/" .. escape_segment(id) .. "/runs" .. (query or "")
+end
+
 -- A transfer's outcome (transfer:result()) without what may differ between two
 -- requests for the same answer: ids, timings, the connection, and a Retry-After date
 -- read a moment apart.
