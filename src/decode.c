@@ -380,24 +380,32 @@ static int cut_null_member(text_scan *s, size_t quote, size_t end, size_t after)
 ** Whether a name may go with its member: plain ASCII, no escape and no control byte.
 ** A name the decoder would refuse must stay for it to refuse.
 */
-static int is_plain_name(const char *name, size_t length) {
+static inline int has_unplain_byte(uint64_t w) {
   const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  uint64_t slashes = w ^ (ones * '\\');
+  /* the byte tests of "Bit Twiddling Hacks": exact for the word as a whole */
+  return ((((w - ones * 0x20) & ~w) |            /* a byte below 0x20 */
+           ((w + ones) | w) |                    /* one above 0x7e */
+           ((slashes - ones) & ~slashes)) & highs) != 0;  /* a backslash */
+}
+
+static int is_plain_name(const char *name, size_t length) {
   size_t i = 0;
-  /* 8 bytes at a time (the byte tests of "Bit Twiddling Hacks", exact as a whole) */
-  for (; length - i >= 8; i += 8) {
-    uint64_t w, slashes;
+  uint64_t w;
+  if (length < 8) {
+    for (; i < length; i++) {
+      unsigned char c = (unsigned char)name[i];
+      if (c < 0x20 || c == '\\' || c >= 0x7f) return 0;
+    }
+    return 1;
+  }
+  for (; length - i >= 8; i += 8) {             /* 8 bytes at a time */
     memcpy(&w, name + i, 8);
-    slashes = w ^ (ones * '\\');
-    if ((((w - ones * 0x20) & ~w) |            /* a byte below 0x20 */
-         ((w + ones) | w) |                    /* one above 0x7e */
-         ((slashes - ones) & ~slashes)) & highs) /* a backslash */
-      return 0;
+    if (has_unplain_byte(w)) return 0;
   }
-  for (; i < length; i++) {
-    unsigned char c = (unsigned char)name[i];
-    if (c < 0x20 || c == '\\' || c >= 0x7f) return 0;
-  }
-  return 1;
+  if (i == length) return 1;
+  memcpy(&w, name + length - 8, 8);             /* the last 8, some of them seen already */
+  return !has_unplain_byte(w);
 }
 
 static inline int is_null(const char *p) {

@@ -73,16 +73,21 @@ static void generation_clear(generation *g) {
 static uint64_t hash_bytes(uint64_t seed, const char *s, size_t length) {
   const uint64_t multiplier = 0x9E3779B97F4A7C15u;
   uint64_t h = seed ^ (length * multiplier);
-  while (length >= 8) {
-    uint64_t word;
+  const char *end = s + length;
+  uint64_t word;
+  for (; end - s >= 8; s += 8) {
     memcpy(&word, s, 8);
     h = (h ^ word) * multiplier;
     h ^= h >> 29;
-    s += 8, length -= 8;
   }
-  if (length > 0) {
-    uint64_t word = 0;
-    memcpy(&word, s, length);
+  if (s < end) {
+    /* the last 8 bytes, the ones hashed already among them: a copy of a fixed size
+       is a load, where one of the few bytes left would be a call */
+    if (length >= 8) {
+      memcpy(&word, end - 8, 8);
+    } else {
+      for (word = 0; s < end; s++) word = word << 8 | (unsigned char)*s;
+    }
     h = (h ^ word) * multiplier;
     h ^= h >> 29;
   }
