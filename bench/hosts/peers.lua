@@ -4,6 +4,7 @@
 --   lua5.4 bench/hosts/peers.lua luasocket|curl_process BASE_URL WORKFLOW TOKEN
 --   lua5.1 bench/hosts/peers.lua luacurl BASE_URL WORKFLOW TOKEN
 --   lua5.4 bench/hosts/peers.lua lcurl BASE_URL WORKFLOW TOKEN
+--   lua5.4 bench/hosts/peers.lua lcurl_promises BASE_URL WORKFLOW TOKEN
 --
 -- luasocket: socket.http, which has no keep-alive ("Connection: close, TE") and asks
 -- for no gzip, so each page costs a new TCP connection.
@@ -13,6 +14,9 @@
 -- lcurl: Lua-cURLv3 (`require "lcurl"`), one easy handle reused, the body's chunks
 -- joined: what the CPU-per-page comparison measures against. Not a Debian package
 -- for Lua 5.4: build it from its source and give its directory in LUA_CPATH.
+-- lcurl_promises: lcurl, keeping in plain Lua the two promises this client makes on
+-- every run: a null is nil (not cjson.null), an integral number an integer. Every
+-- member of every run is looked at, as for runs with members the script does not know.
 -- curl_process: one `curl -sSL -D DUMP --compressed` process per page through
 -- io.popen, the status from the dump file: what plenary.curl does for Neovim plugins.
 local cjson = require "cjson"
@@ -79,13 +83,31 @@ function fetchers.curl_process()
   end
 end
 
-local fetch = assert(fetchers[how], "luasocket, luacurl, lcurl or curl_process")()
+fetchers.lcurl_promises = fetchers.lcurl
+
+-- Lua 5.3 and later: the integral floats lua-cjson gives, as integers
+local function keep_promises(runs)
+  local null, tointeger, float_type = cjson.null, math.tointeger, math.type
+  for _, run in ipairs(runs) do
+    for name, value in pairs(run) do
+      if value == null then
+        run[name] = nil
+      elseif float_type(value) == "float" then
+        local integer = tointeger(value)
+        if integer and integer >= -2 ^ 53 and integer <= 2 ^ 53 then run[name] = integer end
+      end
+    end
+  end
+end
+
+local fetch = assert(fetchers[how], "luasocket, luacurl, lcurl, lcurl_promises or curl_process")()
 local count, offset = 0, 0
 repeat
   local url = ("%s/v1/workflows/%s/runs?limit=100&offset=%d"):format(base, workflow, offset)
   local body, why = fetch(url)
   if not body then error(("GET %s failed: %s"):format(url, tostring(why))) end
   local page = cjson.decode(body)
+  if how == "lcurl_promises" then keep_promises(page.data.items) end
   for _, run in ipairs(page.data.items) do
     if run.id then count = count + 1 end
   end
