@@ -376,10 +376,7 @@ static int cut_null_member(text_scan *s, size_t quote, size_t end, size_t after)
   return 1;
 }
 
-/*
-** Whether a name may go with its member: plain ASCII, no escape and no control byte.
-** A name the decoder would refuse must stay for it to refuse.
-*/
+/* Whether any of 8 bytes is a control byte, a backslash or not ASCII. */
 static inline int has_unplain_byte(uint64_t w) {
   const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
   uint64_t slashes = w ^ (ones * '\\');
@@ -389,6 +386,10 @@ static inline int has_unplain_byte(uint64_t w) {
            ((slashes - ones) & ~slashes)) & highs) != 0;  /* a backslash */
 }
 
+/*
+** Whether a name may go with its member: plain ASCII, no escape and no control byte.
+** A name the decoder would refuse must stay for it to refuse.
+*/
 static int is_plain_name(const char *name, size_t length) {
   size_t i = 0;
   uint64_t w;
